@@ -1,0 +1,398 @@
+"""Pools of items to label: where pixels come from, in batches, by item id.
+
+A ``Pool`` maps stable item ids to inputs in [0, 1] (images as ``(C, H, W)``
+float32, vectors as ``(D,)``).  Nothing outside this module knows whether the
+pixels live in memory (built-in ``digits``, IDX, ``.npz``) or are decoded from
+an image folder on demand; callers ask for ``load(ids)`` or stream
+``batches(ids)`` so that memory stays bounded however large the pool is.
+
+Dataset specs accepted by ``load_dataset``::
+
+    digits            scikit-learn's embedded 8x8 digits (1,797 images)
+    idx:DIR           MNIST-style IDX files (plain or .gz): train-* is the pool, t10k-* the test split
+    npz:FILE          arrays x [, y] [, x_test, y_test] [, class_names]
+    folder:DIR        images; one sub-folder per class when labels are known;
+                      DIR/train and DIR/test are used as pool and test split when both exist
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from activeadv.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+DATASET_KINDS = ("digits", "idx", "npz", "folder")
+
+
+class Pool:
+    """Items addressed by id; pixels loaded on demand.
+
+    Subclasses implement ``_load_positions`` (positions are private) and
+    ``_raw_bytes``; the public API only speaks item ids.
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[str],
+        class_names: Sequence[str],
+        input_shape: tuple[int, ...],
+        targets: np.ndarray | None = None,
+        ids: np.ndarray | None = None,
+        clip_range: tuple[float, float] | None = (0.0, 1.0),
+    ) -> None:
+        self.keys: list[str] = list(keys)
+        self.class_names: list[str] = list(class_names)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self._targets = None if targets is None else np.asarray(targets, dtype=np.int64)
+        self.clip_range = clip_range
+        self.ids = np.arange(len(self.keys), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+        if len(self.ids) != len(self.keys):
+            raise DataError(f"{len(self.ids)} ids for {len(self.keys)} items")
+        if len(np.unique(self.ids)) != len(self.ids):
+            raise DataError("item ids must be unique")
+        self._position = {int(i): p for p, i in enumerate(self.ids)}
+        self.unreadable: set[int] = set()  # ids whose pixels could not be decoded
+
+    # ----------------------------------------------------------------- ids
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3
+
+    @property
+    def has_targets(self) -> bool:
+        return self._targets is not None
+
+    def positions(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
+        try:
+            return np.fromiter((self._position[int(i)] for i in ids), dtype=np.int64, count=len(ids))
+        except KeyError as exc:
+            raise DataError(f"unknown item id {exc.args[0]}") from None
+
+    def with_ids(self, ids: np.ndarray | Sequence[int]) -> "Pool":
+        """The same items under other ids (e.g. database keys), in the same order."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.ids = np.asarray(ids, dtype=np.int64)
+        if len(clone.ids) != len(self.keys) or len(np.unique(clone.ids)) != len(clone.ids):
+            raise DataError("with_ids needs one unique id per item")
+        clone._position = {int(i): p for p, i in enumerate(clone.ids)}
+        clone.unreadable = set()
+        return clone
+
+    def targets(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Ground-truth class indices (simulation only)."""
+        if self._targets is None:
+            raise DataError("this dataset has no known labels")
+        return self._targets[self.positions(ids)]
+
+    def key_of(self, item_id: int) -> str:
+        return self.keys[self._position[int(item_id)]]
+
+    # -------------------------------------------------------------- pixels
+    def load(self, ids: np.ndarray | Sequence[int]) -> torch.Tensor:
+        """Inputs for ``ids`` as float32 in ``clip_range``: (N, *input_shape)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        return self._load_positions(self.positions(ids), ids)
+
+    def batches(self, ids: np.ndarray | Sequence[int], batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Stream ``(ids_chunk, inputs)`` so that only one batch is in memory at a time."""
+        ids = np.asarray(ids, dtype=np.int64)
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start : start + batch_size]
+            yield chunk, self.load(chunk)
+
+    def fingerprint(self, item_id: int) -> str:
+        """SHA-1 of the item's raw content: finds the same image again under another name."""
+        return hashlib.sha1(self._raw_bytes(self._position[int(item_id)])).hexdigest()
+
+    def _load_positions(self, positions: np.ndarray, ids: np.ndarray) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _raw_bytes(self, position: int) -> bytes:  # pragma: no cover
+        raise NotImplementedError
+
+
+class ArrayPool(Pool):
+    """Items held in one numpy array (uint8 0-255 or float in [0, 1])."""
+
+    def __init__(self, array: np.ndarray, class_names: Sequence[str], targets: np.ndarray | None = None,
+                 keys: Sequence[str] | None = None, clip_range: tuple[float, float] | None = (0.0, 1.0)) -> None:
+        array = np.asarray(array)
+        if array.ndim == 3:  # (N, H, W) grayscale images
+            array = array[:, None]
+        if array.ndim not in (2, 4):
+            raise DataError(f"expected (N, D), (N, H, W) or (N, C, H, W) inputs, got shape {array.shape}")
+        if array.dtype != np.uint8:
+            array = array.astype(np.float32)
+            if array.ndim == 4 and (array.min() < 0 or array.max() > 1):
+                raise DataError("float images must be scaled to [0, 1] (or stored as uint8 0-255)")
+        self._array = array
+        if array.ndim == 2:
+            clip_range = None  # feature vectors have no natural valid range
+        keys = [str(i) for i in range(len(array))] if keys is None else keys
+        super().__init__(keys, class_names, array.shape[1:], targets, clip_range=clip_range)
+
+    def _load_positions(self, positions: np.ndarray, ids: np.ndarray) -> torch.Tensor:
+        part = self._array[positions]
+        if part.dtype == np.uint8:
+            return torch.from_numpy(part.astype(np.float32) / 255.0)
+        return torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))
+
+    def _raw_bytes(self, position: int) -> bytes:
+        return np.ascontiguousarray(self._array[position]).tobytes()
+
+
+class FolderPool(Pool):
+    """Images decoded from files on demand; only a batch is ever in memory.
+
+    All images are converted to the mode and size of the first readable one
+    (grayscale stays one channel).  Files that cannot be opened are reported and
+    left out when the folder is scanned; files that fail to decode later are
+    reported, zero-filled and added to ``unreadable`` so that no strategy or
+    trainer uses them.
+    """
+
+    def __init__(self, root: Path, files: Sequence[Path], class_names: Sequence[str],
+                 targets: np.ndarray | None, mode: str, size: tuple[int, int]) -> None:
+        self.root = root
+        self._files = list(files)
+        self._mode = mode
+        self._size = size  # (width, height)
+        channels = 1 if mode == "L" else 3
+        keys = [f.relative_to(root).as_posix() for f in self._files]
+        super().__init__(keys, class_names, (channels, size[1], size[0]), targets)
+
+    def path_of(self, item_id: int) -> Path:
+        return self._files[self._position[int(item_id)]]
+
+    def _load_positions(self, positions: np.ndarray, ids: np.ndarray) -> torch.Tensor:
+        from PIL import Image
+
+        out = np.zeros((len(positions), *self.input_shape), dtype=np.float32)
+        for row, (pos, item_id) in enumerate(zip(positions, ids)):
+            path = self._files[int(pos)]
+            try:
+                with Image.open(path) as img:
+                    img = img.convert(self._mode)
+                    if img.size != self._size:
+                        img = img.resize(self._size)
+                    pixels = np.asarray(img, dtype=np.float32) / 255.0
+            except Exception as exc:  # PIL raises many types for corrupt data
+                if int(item_id) not in self.unreadable:
+                    log.warning("skipping unreadable image %s: %s", path, exc)
+                self.unreadable.add(int(item_id))
+                continue
+            out[row] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        return torch.from_numpy(out)
+
+    def _raw_bytes(self, position: int) -> bytes:
+        return self._files[position].read_bytes()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A pool to label and, when there is one, a held-out test split with labels."""
+
+    spec: str
+    pool: Pool
+    test: Pool | None
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.pool.class_names
+
+
+# ---------------------------------------------------------------------- loaders
+def load_dataset(spec: str, *, class_names: Sequence[str] | None = None) -> Dataset:
+    """Open a dataset from its spec (see the module docstring); raises ``DataError``."""
+    kind, _, arg = spec.partition(":")
+    if kind == "digits" and not arg:
+        return _load_digits(class_names)
+    if kind in ("idx", "npz", "folder"):
+        if not arg:
+            raise DataError(f"dataset spec '{spec}' needs a path: {kind}:PATH")
+        path = Path(arg).expanduser()
+        if not path.exists():
+            raise DataError(f"dataset path not found: {path}")
+        loader = {"idx": _load_idx, "npz": _load_npz, "folder": _load_folder}[kind]
+        return loader(spec, path, class_names)
+    raise DataError(f"unknown dataset '{spec}': use digits, idx:DIR, npz:FILE or folder:DIR")
+
+
+def _names(num: int, given: Sequence[str] | None) -> list[str]:
+    if given is None:
+        return [str(i) for i in range(num)]
+    if len(given) < num:
+        raise DataError(f"{len(given)} class names given, but the labels have {num} classes")
+    return list(given)
+
+
+def _load_digits(class_names: Sequence[str] | None) -> Dataset:
+    """Embedded digits, split 70/30 stratified with a fixed seed so every run sees the same test set."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = (bunch.images / 16.0).astype(np.float32)
+    index = np.arange(len(images))
+    train_idx, test_idx = train_test_split(index, test_size=0.3, random_state=0, stratify=bunch.target)
+    train_idx.sort()
+    test_idx.sort()
+    names = _names(10, class_names)
+    pool = ArrayPool(images[train_idx], names, bunch.target[train_idx], keys=[f"digits/{i}" for i in train_idx])
+    test = ArrayPool(images[test_idx], names, bunch.target[test_idx], keys=[f"digits/{i}" for i in test_idx])
+    return Dataset("digits", pool, test)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (plain or gzip) into a numpy array of its stated shape."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            header = fh.read(4)
+            if len(header) != 4 or header[0] != 0 or header[1] != 0:
+                raise DataError(f"{path} is not an IDX file")
+            dtype = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}.get(header[2])
+            if dtype is None:
+                raise DataError(f"{path}: unknown IDX data type 0x{header[2]:02x}")
+            ndim = header[3]
+            shape = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
+            data = np.frombuffer(fh.read(), dtype=dtype)
+    except (OSError, EOFError, struct.error) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    expected = int(np.prod(shape))
+    if data.size != expected:
+        raise DataError(f"{path}: expected {expected} values for shape {shape}, found {data.size}")
+    return data.reshape(shape)
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    for candidate in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (directory / candidate).exists():
+            return directory / candidate
+    return None
+
+
+def _load_idx(spec: str, directory: Path, class_names: Sequence[str] | None) -> Dataset:
+    if not directory.is_dir():
+        raise DataError(f"idx: expects a folder holding IDX files, got {directory}")
+    train_x = _find(directory, "train-images-idx3-ubyte")
+    if train_x is None:
+        raise DataError(f"no train-images-idx3-ubyte[.gz] in {directory}")
+    train_y = _find(directory, "train-labels-idx1-ubyte")
+    test_x, test_y = _find(directory, "t10k-images-idx3-ubyte"), _find(directory, "t10k-labels-idx1-ubyte")
+    x = read_idx(train_x)
+    y = read_idx(train_y).astype(np.int64) if train_y else None
+    num = int(max(y.max() if y is not None else 0, read_idx(test_y).max() if test_y else 0)) + 1
+    names = _names(max(num, len(class_names or [])), class_names)
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{train_y}: {len(y)} labels for {len(x)} images")
+    pool = ArrayPool(x, names, y, keys=[f"train/{i}" for i in range(len(x))])
+    test = None
+    if test_x and test_y:
+        tx, ty = read_idx(test_x), read_idx(test_y).astype(np.int64)
+        test = ArrayPool(tx, names, ty, keys=[f"t10k/{i}" for i in range(len(tx))])
+    return Dataset(spec, pool, test)
+
+
+def _load_npz(spec: str, path: Path, class_names: Sequence[str] | None) -> Dataset:
+    try:
+        arrays = np.load(path, allow_pickle=False)
+        files = set(arrays.files)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path} as .npz: {exc}") from None
+    if "x" not in files:
+        raise DataError(f"{path} has no array named 'x' (found: {', '.join(sorted(files)) or 'none'})")
+    x = arrays["x"]
+    y = arrays["y"].astype(np.int64) if "y" in files else None
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: {len(y)} labels in 'y' for {len(x)} inputs in 'x'")
+    if "class_names" in files and class_names is None:
+        class_names = [str(c) for c in arrays["class_names"]]
+    ys = [a for a in (y, arrays["y_test"] if "y_test" in files else None) if a is not None]
+    num = int(max(int(a.max()) for a in ys)) + 1 if ys else len(class_names or [])
+    if num == 0:
+        raise DataError(f"{path}: no labels and no class_names: pass --classes")
+    names = _names(max(num, len(class_names or [])), class_names)
+    pool = ArrayPool(x, names, y)
+    test = None
+    if "x_test" in files and "y_test" in files:
+        test = ArrayPool(arrays["x_test"], names, arrays["y_test"].astype(np.int64),
+                         keys=[f"test/{i}" for i in range(len(arrays["x_test"]))])
+    return Dataset(spec, pool, test)
+
+
+def _scan_images(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _folder_pool(root: Path, class_names: Sequence[str] | None, mode: str | None = None,
+                 size: tuple[int, int] | None = None) -> FolderPool:
+    from PIL import Image, UnidentifiedImageError
+
+    subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files = _scan_images(root)
+    labelled = bool(subdirs) and all(f.parent != root for f in files)
+    names = list(class_names) if class_names else (subdirs if labelled else [])
+    if not files:
+        raise DataError(f"no images found in {root}")
+    if not names:
+        raise DataError(f"{root}: images are not in one sub-folder per class; pass --classes")
+    readable: list[Path] = []
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                img.verify()  # header and structure; cheap, no full decode
+                if mode is None:
+                    mode = "L" if img.mode in ("1", "L", "I;16", "I", "F") else "RGB"
+                    size = img.size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            log.warning("skipping unreadable image %s: %s", f, exc)
+            continue
+        readable.append(f)
+    if not readable:
+        raise DataError(f"none of the {len(files)} images in {root} could be read")
+    skipped = len(files) - len(readable)
+    if skipped:
+        log.warning("%d unreadable image(s) skipped in %s", skipped, root)
+    targets = None
+    if labelled:
+        index = {n: i for i, n in enumerate(names)}
+        unknown = sorted({f.relative_to(root).parts[0] for f in readable} - set(index))
+        if unknown:
+            raise DataError(f"{root}: sub-folder(s) {', '.join(unknown)} not among the classes")
+        targets = np.array([index[f.relative_to(root).parts[0]] for f in readable], dtype=np.int64)
+    assert mode is not None and size is not None
+    pool = FolderPool(root, readable, names, targets, mode, size)
+    pool.skipped_files = skipped  # type: ignore[attr-defined]
+    return pool
+
+
+def _load_folder(spec: str, root: Path, class_names: Sequence[str] | None) -> Dataset:
+    if not root.is_dir():
+        raise DataError(f"folder: expects a directory of images, got {root}")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        pool = _folder_pool(root / "train", class_names)
+        test = _folder_pool(root / "test", pool.class_names, mode="L" if pool.input_shape[0] == 1 else "RGB",
+                            size=(pool.input_shape[2], pool.input_shape[1]))
+        return Dataset(spec, pool, test)
+    return Dataset(spec, _folder_pool(root, class_names), None)

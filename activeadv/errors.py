@@ -1,0 +1,18 @@
+"""Domain errors.
+
+Every module raises ``ActiveAdvError`` (or a subclass) for bad input or a broken
+environment; only the CLI turns them into one-line messages and exit codes, so
+the library stays usable from Python with real exceptions.
+"""
+
+
+class ActiveAdvError(Exception):
+    """A problem the user can fix (bad path, bad option, server down, stale schema)."""
+
+
+class DataError(ActiveAdvError):
+    """A dataset spec, file or image cannot be read."""
+
+
+class ConfigError(ActiveAdvError):
+    """An option is out of range or inconsistent with the data."""
