@@ -1,0 +1,265 @@
+"""Which unlabeled items to ask about next.
+
+A strategy only *scores* the candidates it is given (higher = ask first);
+``select`` owns everything else: excluding labeled and duplicate ids, random
+subsampling of the candidates, top-n with seeded random tie-breaking, k-center
+diversity for core-set, and the model's prediction for each chosen item (the
+pre-annotation sent to annotators).
+
+Strategies:
+  random            uniform (all scores tie; ``select`` breaks ties at random)
+  least-confidence  1 - max softmax probability
+  margin            -(p1 - p2), the gap between the two most probable classes
+  entropy           Shannon entropy of the softmax
+  coreset           k-center greedy on penultimate-layer embeddings (Sener & Savarese 2018)
+  dfal              -DeepFool L2 distance to the decision boundary (Ducoffe & Precioso 2018)
+  fgsm-margin       -smallest FGSM epsilon that flips the prediction (cheap adversarial margin)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from activeadv import attacks
+from activeadv.data import Pool
+from activeadv.errors import ConfigError
+from activeadv.records import Selection
+from activeadv.training import predict_proba
+
+
+@dataclass
+class ScoringContext:
+    """What a strategy may need besides the model and the candidates."""
+
+    labeled_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    batch_size: int = 256
+    progress: bool = False
+
+
+class Strategy:
+    """Base class: ``score(model, pool, ids, ctx) -> (len(ids),) float64``, higher = ask first."""
+
+    name: ClassVar[str] = ""
+    diverse: ClassVar[bool] = False  # select() runs k-center greedy on ``embed`` instead of top-n
+
+    def params(self) -> dict[str, object]:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.params().items())
+        return f"{self.name}({args})" if args else self.name
+
+    def score(self, model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext) -> np.ndarray:
+        raise NotImplementedError
+
+
+class RandomStrategy(Strategy):
+    name = "random"
+
+    def score(self, model, pool, ids, ctx):
+        return np.zeros(len(ids))
+
+
+class _ProbabilityStrategy(Strategy):
+    def score(self, model, pool, ids, ctx):
+        probs = predict_proba(model, pool, ids, batch_size=ctx.batch_size, progress=ctx.progress)
+        return self.from_probabilities(probs)
+
+    @staticmethod
+    def from_probabilities(probs: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+class LeastConfidence(_ProbabilityStrategy):
+    name = "least-confidence"
+
+    @staticmethod
+    def from_probabilities(probs):
+        return 1.0 - probs.max(1)
+
+
+class Margin(_ProbabilityStrategy):
+    name = "margin"
+
+    @staticmethod
+    def from_probabilities(probs):
+        top2 = np.sort(probs, axis=1)[:, -2:]
+        return -(top2[:, 1] - top2[:, 0])
+
+
+class Entropy(_ProbabilityStrategy):
+    name = "entropy"
+
+    @staticmethod
+    def from_probabilities(probs):
+        return -(probs * np.log(np.clip(probs, 1e-12, None))).sum(1)
+
+
+def _stream(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext, desc: str):
+    device = next(model.parameters()).device
+    total = math.ceil(len(ids) / ctx.batch_size)
+    for chunk, x in tqdm(pool.batches(ids, ctx.batch_size), total=total, desc=desc, unit="batch",
+                         disable=not ctx.progress, leave=False):
+        yield chunk, x.to(device)
+
+
+class CoreSet(Strategy):
+    """Score = distance to the nearest labeled embedding; ``select`` updates it greedily (k-center)."""
+
+    name = "coreset"
+    diverse = True
+
+    def embed(self, model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext) -> np.ndarray:
+        parts = []
+        with attacks.eval_mode(model), torch.inference_mode():
+            for _, x in _stream(model, pool, ids, ctx, "embed"):
+                parts.append(model.embed(x).float().cpu().numpy())
+        return np.concatenate(parts) if parts else np.empty((0, 0), dtype=np.float32)
+
+    def score(self, model, pool, ids, ctx):
+        candidates = self.embed(model, pool, ids, ctx)
+        if len(ctx.labeled_ids) == 0:
+            return np.zeros(len(ids))
+        labeled = self.embed(model, pool, ctx.labeled_ids, ctx)
+        return _min_distances(candidates, labeled)
+
+
+def _min_distances(points: np.ndarray, centers: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    out = np.empty(len(points))
+    c2 = (centers**2).sum(1)
+    for s in range(0, len(points), chunk):
+        p = points[s : s + chunk]
+        d2 = (p**2).sum(1)[:, None] - 2 * p @ centers.T + c2[None]
+        out[s : s + chunk] = np.sqrt(np.clip(d2.min(1), 0, None))
+    return out
+
+
+class DFAL(Strategy):
+    """DeepFool distance to the boundary, smallest first (DFAL, Ducoffe & Precioso 2018)."""
+
+    name = "dfal"
+
+    def __init__(self, top_k: int = 10, steps: int = 50, overshoot: float = 0.02) -> None:
+        self.top_k, self.steps, self.overshoot = top_k, steps, overshoot
+
+    def params(self):
+        return {"top_k": self.top_k, "steps": self.steps, "overshoot": self.overshoot}
+
+    def distances(self, model, pool, ids, ctx) -> np.ndarray:
+        parts = []
+        for _, x in _stream(model, pool, ids, ctx, "deepfool"):
+            dist, _ = attacks.deepfool(model, x, steps=self.steps, overshoot=self.overshoot, top_k=self.top_k)
+            parts.append(dist.cpu().numpy())
+        return np.concatenate(parts).astype(np.float64) if parts else np.empty(0)
+
+    def score(self, model, pool, ids, ctx):
+        return -self.distances(model, pool, ids, ctx)
+
+    def adversarial_examples(self, model: nn.Module, pool: Pool, ids: np.ndarray) -> torch.Tensor:
+        """DeepFool points of ``ids`` (DFAL adds them to the training set with the annotator's label)."""
+        device = next(model.parameters()).device
+        _, x_adv = attacks.deepfool(model, pool.load(ids).to(device), steps=self.steps,
+                                    overshoot=self.overshoot, top_k=self.top_k, clip=pool.clip_range)
+        return x_adv.cpu()
+
+
+class FGSMMargin(Strategy):
+    """Smallest FGSM epsilon that flips the prediction, smallest first."""
+
+    name = "fgsm-margin"
+
+    def __init__(self, max_epsilon: float = 0.5, grid: int = 12, bisection_steps: int = 6) -> None:
+        self.max_epsilon, self.grid, self.bisection_steps = max_epsilon, grid, bisection_steps
+
+    def params(self):
+        return {"max_epsilon": self.max_epsilon, "grid": self.grid, "bisection_steps": self.bisection_steps}
+
+    def score(self, model, pool, ids, ctx):
+        parts = []
+        for _, x in _stream(model, pool, ids, ctx, "fgsm-margin"):
+            eps = attacks.fgsm_flip_epsilon(model, x, max_epsilon=self.max_epsilon, grid=self.grid,
+                                            bisection_steps=self.bisection_steps, clip=pool.clip_range)
+            parts.append(eps.cpu().numpy())
+        return -np.concatenate(parts).astype(np.float64) if parts else np.empty(0)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (RandomStrategy, LeastConfidence, Margin, Entropy, CoreSet, DFAL, FGSMMargin)
+}
+
+
+def make_strategy(name: str, **params: object) -> Strategy:
+    """A strategy by its registry name; unknown names raise ``ConfigError`` listing the choices."""
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        raise ConfigError(f"unknown strategy '{name}': use {', '.join(STRATEGIES)}") from None
+    try:
+        return cls(**params)  # type: ignore[call-arg]
+    except TypeError as exc:
+        raise ConfigError(f"bad parameters for strategy '{name}': {exc}") from None
+
+
+def _kcenter_greedy(candidate_emb: np.ndarray, labeled_emb: np.ndarray, n: int, order: np.ndarray) -> list[int]:
+    """Positions (into ``candidate_emb``) chosen greedily to cover the embedding space."""
+    if len(labeled_emb):
+        dist = _min_distances(candidate_emb, labeled_emb)
+    else:  # nothing labeled: start from the first candidate of the seeded order
+        dist = np.full(len(candidate_emb), np.inf)
+    chosen: list[int] = []
+    for _ in range(min(n, len(candidate_emb))):
+        # ties broken by the seeded random order
+        best = int(order[np.argmax(dist[order])])
+        chosen.append(best)
+        dist = np.minimum(dist, _min_distances(candidate_emb, candidate_emb[best : best + 1]))
+        dist[best] = -np.inf
+    return chosen
+
+
+def select(strategy: Strategy, model: nn.Module, pool: Pool, candidates: np.ndarray, n: int, *,
+           rng: np.random.Generator, labeled_ids: np.ndarray | None = None, subsample: int | None = None,
+           batch_size: int = 256, progress: bool = False) -> Selection:
+    """Choose ``n`` items among ``candidates`` (unlabeled only, no duplicates), best first.
+
+    ``subsample`` scores only a random subset of that size (DFAL's protocol
+    for large pools).  Ties are broken by a random order drawn from ``rng``,
+    so a run is deterministic given its seed.
+    """
+    labeled = np.unique(np.asarray(labeled_ids if labeled_ids is not None else [], dtype=np.int64))
+    pool_ids = np.unique(np.asarray(candidates, dtype=np.int64))
+    pool_ids = pool_ids[~np.isin(pool_ids, labeled)]
+    if pool.unreadable:
+        pool_ids = pool_ids[~np.isin(pool_ids, np.fromiter(pool.unreadable, dtype=np.int64))]
+    if n < 0:
+        raise ConfigError("query size must be >= 0")
+    if subsample is not None and subsample < len(pool_ids):
+        pool_ids = np.sort(rng.choice(pool_ids, size=max(subsample, n), replace=False))
+    order = rng.permutation(len(pool_ids))
+    ctx = ScoringContext(labeled_ids=labeled, batch_size=batch_size, progress=progress)
+    if len(pool_ids) == 0 or n == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return Selection(empty, np.empty(0), repr(strategy), empty, np.empty(0))
+    if strategy.diverse:
+        assert isinstance(strategy, CoreSet)
+        emb = strategy.embed(model, pool, pool_ids, ctx)
+        lab = strategy.embed(model, pool, labeled, ctx) if len(labeled) else np.empty((0, emb.shape[1]))
+        picks = np.array(_kcenter_greedy(emb, lab, n, order), dtype=np.int64)
+        chosen = pool_ids[picks]
+        scores = _min_distances(emb[picks], lab) if len(lab) else np.full(len(picks), np.inf)
+    else:
+        all_scores = np.asarray(strategy.score(model, pool, pool_ids, ctx), dtype=np.float64)
+        if all_scores.shape != (len(pool_ids),):
+            raise RuntimeError(f"{strategy!r} returned {all_scores.shape} scores for {len(pool_ids)} items")
+        # stable sort on the shuffled order: equal scores come out in random (seeded) order
+        ranked = order[np.argsort(-all_scores[order], kind="stable")][:n]
+        chosen, scores = pool_ids[ranked], all_scores[ranked]
+    probs = predict_proba(model, pool, chosen, batch_size=batch_size)
+    return Selection(item_ids=chosen, scores=scores, strategy=repr(strategy),
+                     predicted=probs.argmax(1).astype(np.int64), confidence=probs.max(1))

@@ -1,0 +1,212 @@
+"""Adversarial perturbations as pure, batched tensor functions.
+
+Contract for every function: ``x`` is a float tensor ``(N, ...)`` on the
+model's device; the returned points stay inside ``clip`` (the valid input
+range, ``None`` for unbounded feature vectors); the model is put in eval mode
+for the attack and its previous mode is restored (as torchattacks does).
+Samples never interact: the networks have no batch-norm, so a batch of N is
+N independent attacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Clip = tuple[float, float] | None
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and frozen parameters for the duration of an attack, restored afterwards."""
+    was_training = model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def _clip(x: torch.Tensor, clip: Clip) -> torch.Tensor:
+    return x if clip is None else x.clamp(clip[0], clip[1])
+
+
+def _loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    x = x.detach().requires_grad_(True)
+    loss = F.cross_entropy(model(x), y, reduction="sum")  # sum: per-sample gradients unscaled by N
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, clip: Clip = (0.0, 1.0)) -> torch.Tensor:
+    """Fast Gradient Sign Method (Goodfellow et al. 2015): ``clip(x + eps * sign(grad_x CE(x, y)))``.
+
+    ``||fgsm(x) - x||_inf <= eps``.  ``y`` is the label the attack moves away
+    from: the true label, or the model's prediction to avoid label leaking
+    (Kurakin et al. 2016).
+    """
+    with eval_mode(model):
+        grad = _loss_gradient(model, x, y)
+    return _clip(x.detach() + epsilon * grad.sign(), clip).detach()
+
+
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilon: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    clip: Clip = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Projected gradient descent in the L-inf ball (Madry et al. 2018); BIM (Kurakin et al.) without random start.
+
+    Each step moves ``step_size`` (default ``2.5 * eps / steps``) along the
+    gradient sign and projects back into ``[x - eps, x + eps]`` and ``clip``.
+    """
+    if steps < 1:
+        raise ValueError("steps must be >= 1")
+    step_size = 2.5 * epsilon / steps if step_size is None else step_size
+    x = x.detach()
+    with eval_mode(model):
+        if random_start:
+            noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device, x.dtype)
+            adv = _clip(x + (2 * noise - 1) * epsilon, clip)
+        else:
+            adv = x.clone()
+        for _ in range(steps):
+            grad = _loss_gradient(model, adv, y)
+            adv = adv + step_size * grad.sign()
+            adv = torch.max(torch.min(adv, x + epsilon), x - epsilon)
+            adv = _clip(adv, clip).detach()
+    return adv
+
+
+def deepfool(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    steps: int = 50,
+    overshoot: float = 0.02,
+    top_k: int = 10,
+    clip: Clip = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched DeepFool (Moosavi-Dezfooli et al. 2016), the score of DFAL (Ducoffe & Precioso 2018).
+
+    Returns ``(distance, x_adv)``: ``distance`` (N,) float32 is the L2 norm of
+    the accumulated minimal perturbation ``r`` (before overshoot), i.e. the
+    estimated distance to the decision boundary (exact for a linear model:
+    ``|w.x + b| / ||w||``); ``x_adv = x + (1 + overshoot) * r`` has a different
+    prediction.  The attack starts from the predicted label and considers the
+    ``top_k`` classes with the highest initial logits; a sample leaves the
+    batch as soon as its prediction flips.  Samples that never flip within
+    ``steps`` iterations keep the distance reached so far.
+    """
+    x = x.detach()
+    n = x.shape[0]
+    flat = x.reshape(n, -1)
+    r_total = torch.zeros_like(flat)
+    with eval_mode(model):
+        with torch.no_grad():
+            logits0 = model(x)
+        num_classes = logits0.shape[1]
+        k = max(1, min(top_k, num_classes - 1))
+        original = logits0.argmax(1)
+        # candidate classes: the k highest logits other than the predicted one
+        ranked = logits0.argsort(dim=1, descending=True)
+        candidates = ranked[:, 1 : k + 1]
+        active = torch.arange(n, device=x.device)
+        for _ in range(steps):
+            if active.numel() == 0:
+                break
+            x_cur = _clip((flat[active] + (1 + overshoot) * r_total[active]).reshape(-1, *x.shape[1:]), clip)
+            x_cur.requires_grad_(True)
+            logits = model(x_cur)
+            orig = original[active]
+            still = logits.argmax(1) == orig
+            if not bool(still.all()):
+                keep = still.nonzero().squeeze(1)
+                active = active[keep]
+                if active.numel() == 0:
+                    break
+                # recompute on the reduced batch so gradients stay per-sample
+                x_cur = x_cur.detach()[keep].requires_grad_(True)
+                logits = model(x_cur)
+                orig = original[active]
+            cand = candidates[active]
+            f_orig = logits.gather(1, orig[:, None])
+            diffs = logits.gather(1, cand) - f_orig  # (m, k): negative while orig still wins
+            grads = []
+            for j in range(k):
+                (g,) = torch.autograd.grad(diffs[:, j].sum(), x_cur, retain_graph=j < k - 1)
+                grads.append(g.reshape(g.shape[0], -1))
+            w = torch.stack(grads, dim=1)  # (m, k, D)
+            w_norm = w.norm(dim=2).clamp_min(1e-12)
+            ratio = diffs.detach().abs() / w_norm
+            best = ratio.argmin(dim=1)
+            rows = torch.arange(active.numel(), device=x.device)
+            w_best = w[rows, best]
+            step = (ratio[rows, best] + 1e-4)[:, None] * w_best / w_norm[rows, best][:, None]
+            r_total[active] = r_total[active] + step
+    distance = r_total.norm(dim=1)
+    x_adv = _clip((flat + (1 + overshoot) * r_total).reshape(x.shape), clip)
+    return distance.detach(), x_adv.detach()
+
+
+def fgsm_flip_epsilon(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    max_epsilon: float = 0.5,
+    grid: int = 12,
+    bisection_steps: int = 6,
+    clip: Clip = (0.0, 1.0),
+) -> torch.Tensor:
+    """Smallest FGSM epsilon that flips the prediction: a cheap adversarial margin.
+
+    One gradient (w.r.t. the predicted label) fixes the direction
+    ``sign(grad)``; a geometric grid of ``grid`` epsilons up to ``max_epsilon``
+    finds the first flip and ``bisection_steps`` halvings refine it, all
+    forwards only.  Returns (N,) float32; samples that never flip get
+    ``2 * max_epsilon`` (ranked last).
+    """
+    x = x.detach()
+    with eval_mode(model):
+        with torch.no_grad():
+            pred = model(x).argmax(1)
+        direction = _loss_gradient(model, x, pred).sign()
+
+        def flipped(eps: torch.Tensor) -> torch.Tensor:
+            shape = (-1,) + (1,) * (x.dim() - 1)
+            with torch.no_grad():
+                return model(_clip(x + eps.view(shape) * direction, clip)).argmax(1) != pred
+
+        n = x.shape[0]
+        epsilons = torch.logspace(-3, 0, grid, device=x.device) * max_epsilon
+        upper = torch.full((n,), float("inf"), device=x.device)
+        lower = torch.zeros(n, device=x.device)
+        for eps in epsilons:
+            undecided = torch.isinf(upper)
+            if not bool(undecided.any()):
+                break
+            hit = flipped(torch.full((n,), float(eps), device=x.device)) & undecided
+            upper = torch.where(hit, eps, upper)
+            lower = torch.where(undecided & ~hit, eps, lower)
+        found = torch.isfinite(upper)
+        for _ in range(bisection_steps):
+            mid = torch.where(found, (lower + upper) / 2, lower)
+            hit = flipped(mid) & found
+            upper = torch.where(hit, mid, upper)
+            lower = torch.where(found & ~hit, mid, lower)
+    return torch.where(found, upper, torch.full_like(upper, 2 * max_epsilon)).float()

@@ -1,0 +1,81 @@
+"""Classifiers small enough to retrain from scratch every round.
+
+``build_network`` picks a small CNN for images and an MLP for feature vectors.
+Both expose ``embed(x)`` (the penultimate activations) for core-set selection.
+Neither uses batch-norm or dropout, so a sample's logits never depend on the
+rest of its batch: batched attacks (DeepFool over the pool) and per-sample
+gradients through a summed loss are then exact.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from activeadv.errors import ConfigError
+
+ARCHITECTURES = ("auto", "cnn", "mlp")
+
+
+class SmallCNN(nn.Module):
+    """conv32-pool-conv64-pool-fc128: 421k parameters on 28x28 inputs (the MNIST reference model)."""
+
+    def __init__(self, in_channels: int, height: int, width: int, num_classes: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        h, w = max(height // 4, 1), max(width // 4, 1)
+        if h > 7 or w > 7:  # large photos: cap the dense layer's size
+            self.features.append(nn.AdaptiveAvgPool2d((min(h, 7), min(w, 7))))
+            h, w = min(h, 7), min(w, 7)
+        self.embedding = nn.Sequential(nn.Flatten(), nn.Linear(64 * h * w, hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+
+class MLP(nn.Module):
+    """Two hidden layers for feature vectors (N, D)."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden: tuple[int, int] = (256, 128)) -> None:
+        super().__init__()
+        self.embedding = nn.Sequential(
+            nn.Flatten(), nn.Linear(in_features, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU()
+        )
+        self.head = nn.Linear(hidden[1], num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+
+def build_network(input_shape: tuple[int, ...], num_classes: int, arch: str = "auto") -> nn.Module:
+    """A fresh, randomly initialised classifier (seed torch before calling for determinism)."""
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture '{arch}': use {', '.join(ARCHITECTURES)}")
+    if num_classes < 2:
+        raise ConfigError("a classifier needs at least 2 classes")
+    if arch == "cnn" or (arch == "auto" and len(input_shape) == 3):
+        if len(input_shape) != 3:
+            raise ConfigError(f"the CNN needs (C, H, W) images, got input shape {input_shape}")
+        return SmallCNN(*input_shape, num_classes=num_classes)
+    features = 1
+    for size in input_shape:
+        features *= int(size)
+    return MLP(features, num_classes)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
