@@ -16,3 +16,7 @@ class DataError(ActiveAdvError):
 
 class ConfigError(ActiveAdvError):
     """An option is out of range or inconsistent with the data."""
+
+
+class LabelStudioError(ActiveAdvError):
+    """Label Studio is unreachable, refuses the token, or lost a project/task; the message never holds the token."""
