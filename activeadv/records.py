@@ -82,3 +82,27 @@ class RoundResult:
     metrics: EvalMetrics
     selection: Selection | None
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RejectedAnnotation:
+    """An annotation refused on sync: its label is not one of the project's classes
+    (or it has no / several choices).  Reported to the user, never trained on."""
+
+    item_id: int | None  # None when the task carries no usable item_id
+    label: str | None
+    reason: str
+    annotator: str | None = None
+    external_id: str | None = None  # e.g. Label Studio annotation id
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """Annotators of one item did not agree.  ``label`` is the majority class name,
+    None on a tie (then flagged and not trained on until someone breaks it)."""
+
+    item_id: int
+    label: str | None
+    votes: dict[str, int]  # class name -> number of annotators who chose it
+    tie: bool
