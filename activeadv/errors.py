@@ -18,5 +18,21 @@ class ConfigError(ActiveAdvError):
     """An option is out of range or inconsistent with the data."""
 
 
+class SchemaError(ActiveAdvError):
+    """The database is empty or its schema is older than this version of activeadv."""
+
+
+class NotFoundError(ActiveAdvError):
+    """A project (or another named thing) does not exist in the database."""
+
+
+class LabelError(ActiveAdvError):
+    """Labels refer to unknown items or classes; nothing was stored."""
+
+
+class LockedError(ActiveAdvError):
+    """Another process is running a round on the same project."""
+
+
 class LabelStudioError(ActiveAdvError):
     """Label Studio is unreachable, refuses the token, or lost a project/task; the message never holds the token."""

@@ -84,6 +84,105 @@ class RoundResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+# ---------------------------------------------------------------- store records
+# What ``Store`` hands out instead of ORM objects: detached, immutable, no SQLAlchemy.
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """A labeling project as stored; ``ls_*`` are Label Studio link fields (never the token)."""
+
+    id: int
+    name: str
+    dataset: str
+    class_names: tuple[str, ...]
+    train_settings: dict
+    strategy_settings: dict
+    ls_url: str | None = None
+    ls_project_id: int | None = None
+    ls_last_sync: datetime | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    """Database item ids for the keys given (same order) and what registering changed."""
+
+    ids: np.ndarray  # (n,) int64
+    added: int = 0
+    renamed: int = 0  # known content under a new key
+    changed: int = 0  # known key with new content
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """What ``Store.add_labels`` did with a batch of annotations."""
+
+    added: int = 0
+    duplicates: int = 0  # the same external annotation was already stored
+    superseded: int = 0  # older labels replaced by a newer one
+    skipped: int = 0  # annotators skipped the task
+    rejected: int = 0  # unknown item or label, kept in label_rejects
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One stored label with the item's key, for export."""
+
+    item_id: int
+    key: str
+    label: str
+    source: str
+    annotator: str | None
+    external_id: str | None
+    created_at: datetime
+    current: bool = True
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    """One round as stored: how far it got (``state``) and what it used."""
+
+    id: int
+    number: int
+    state: str  # open | trained | selected | requested | done
+    strategy: str
+    query_size: int
+    labels_used: int | None
+    selected: int | None
+    timings: dict
+    started_at: datetime
+    finished_at: datetime | None
+    model_path: str | None = None
+    metrics: EvalMetrics | None = None
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    """Counts for ``activeadv status``."""
+
+    project: ProjectInfo
+    pool: int
+    test: int
+    labeled: int
+    pending: int
+    skipped: int
+    rejected: int
+    rounds: tuple[RoundInfo, ...]
+
+
+@dataclass(frozen=True)
+class SimulationInfo:
+    """A stored ``simulate`` run with its learning-curve points."""
+
+    id: int
+    dataset: str
+    settings: dict
+    summary: dict
+    created_at: datetime
+    points: tuple[CurvePoint, ...] = ()
+
+
 @dataclass(frozen=True)
 class RejectedAnnotation:
     """An annotation refused on sync: its label is not one of the project's classes

@@ -1,0 +1,168 @@
+"""Store behaviour on SQLite and PostgreSQL: idempotent writes, label history, candidates, locks."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from activeadv.errors import ConfigError, LabelError, LockedError, NotFoundError, SchemaError
+from activeadv.records import Annotation, CurvePoint, EvalMetrics, Selection
+from activeadv.store import Store
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def project(store):
+    p = store.create_project("cats", "folder:/data/cats", ["cat", "dog"], train_settings={"epochs": 3})
+    reg = store.register_items(p.id, [f"img/{i}.png" for i in range(6)], [f"h{i}" for i in range(6)])
+    return p, reg.ids
+
+
+def test_open_refuses_empty_database_and_names_the_fix(database_url):
+    with pytest.raises(SchemaError, match="activeadv db upgrade"):
+        Store.open(database_url)
+    s = Store(database_url)
+    assert s.current() is None and s.is_empty()
+    s.upgrade()
+    assert s.current() == s.head()
+    s.close()
+    Store.open(database_url).close()
+
+
+def test_open_refuses_an_older_revision(database_url):
+    s = Store(database_url)
+    s.upgrade()
+    with s.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'ffff'")
+    with pytest.raises(SchemaError, match="newer than this activeadv"):
+        Store.open(database_url)
+    s.close()
+
+
+def test_project_names_are_unique_and_lookup_explains(store):
+    p = store.create_project("p1", "digits", ["0", "1"])
+    assert store.get_project() == p
+    assert store.get_project("p1").class_names == ("0", "1")
+    with pytest.raises(ConfigError, match="already exists"):
+        store.create_project("p1", "digits", ["0"])
+    with pytest.raises(NotFoundError, match="p1"):
+        store.get_project("nope")
+    store.create_project("p2", "digits", ["0"])
+    with pytest.raises(ConfigError, match="--project"):
+        store.get_project()
+
+
+def test_register_items_is_idempotent_and_adds_only_new(store, project):
+    p, ids = project
+    again = store.register_items(p.id, [f"img/{i}.png" for i in range(6)], [f"h{i}" for i in range(6)])
+    assert again.added == 0 and list(again.ids) == list(ids)
+    grown = store.register_items(p.id, [f"img/{i}.png" for i in range(8)], [f"h{i}" for i in range(8)])
+    assert grown.added == 2 and list(grown.ids[:6]) == list(ids)
+    # a renamed file keeps its id (and so its labels) by content hash
+    keys = [f"img/{i}.png" for i in range(7)] + ["moved/7.png"]
+    moved = store.register_items(p.id, keys, [f"h{i}" for i in range(8)])
+    assert moved.added == 0 and moved.renamed == 1 and moved.ids[7] == grown.ids[7]
+    # the test split is a separate key space
+    test = store.register_items(p.id, ["img/0.png"], ["t0"], split="test")
+    assert test.added == 1 and test.ids[0] not in set(grown.ids)
+    assert store.status(p.id).pool == 8 and store.status(p.id).test == 1
+
+
+def test_labels_are_idempotent_by_external_id_and_newer_supersedes(store, project):
+    p, ids = project
+    first = [Annotation(int(ids[0]), "cat", "annotator", "ann", "ls-1", T0),
+             Annotation(int(ids[1]), "dog", "annotator", "ann", "ls-2", T0)]
+    assert store.add_labels(p.id, first).added == 2
+    assert store.add_labels(p.id, first).duplicates == 2
+    newer = Annotation(int(ids[0]), "dog", "annotator", "bob", "ls-3", T0 + timedelta(hours=1))
+    counts = store.add_labels(p.id, [newer])
+    assert counts.added == 1 and counts.superseded == 1
+    item_ids, classes = store.labels(p.id)
+    assert list(item_ids) == [ids[0], ids[1]] and list(classes) == [1, 1]
+    history = store.label_rows(p.id, history=True)
+    assert len(history) == 3 and sum(r.current for r in history) == 2
+    # an older annotation arriving late is kept as history but does not win
+    late = Annotation(int(ids[0]), "cat", "annotator", "eve", "ls-0", T0 - timedelta(days=1))
+    store.add_labels(p.id, [late])
+    assert list(store.labels(p.id)[1]) == [1, 1]
+
+
+def test_unknown_labels_are_kept_aside_or_refused_atomically(store, project):
+    p, ids = project
+    bad = [Annotation(int(ids[0]), "cat", "import", external_id="a"),
+           Annotation(int(ids[1]), "horse", "import", external_id="b")]
+    with pytest.raises(LabelError, match="unknown label 'horse'.*nothing was stored"):
+        store.add_labels(p.id, bad, strict=True)
+    assert len(store.labels(p.id)[0]) == 0
+    counts = store.add_labels(p.id, bad)
+    assert counts.added == 1 and counts.rejected == 1
+    assert store.add_labels(p.id, bad).rejected == 0  # the same reject is kept once
+    assert store.rejects(p.id)[0][1] == "horse"
+    assert store.add_labels(p.id, [Annotation(999999, "cat", "import")]).rejected == 1
+
+
+def test_round_selection_candidates_and_oracle_answers(store, project):
+    p, ids = project
+    store.add_labels(p.id, [Annotation(int(ids[0]), "cat", "seed")])
+    rnd = store.start_round(p.id, "dfal", 2)
+    assert rnd.number == 0 and store.unfinished_round(p.id) == rnd
+    store.record_model(rnd.id, "/ck/r0.pt", EvalMetrics(0.5, 0.25, 0.125, 10), labels_used=1)
+    sel = Selection(ids[[3, 1]], np.array([0.9, 0.1]), "dfal", np.array([1, 0]), np.array([0.6, 0.7]))
+    assert store.add_selection(rnd.id, sel) == 2
+    assert store.add_selection(rnd.id, sel) == 0
+    saved = store.selection(rnd.id)
+    assert list(saved.item_ids) == list(ids[[3, 1]]) and list(saved.predicted) == [1, 0]
+    assert set(store.candidates(p.id)) == set(ids) - {ids[0], ids[1], ids[3]}
+    (pending_round, pending_sel), = store.pending(p.id)
+    assert pending_round == rnd.id and len(pending_sel) == 2
+    # answers without an external id are keyed by the selection: collected twice, stored once
+    answers = [Annotation(int(ids[3]), "dog", "oracle"), Annotation(int(ids[1]), None, "oracle", skipped=True)]
+    c1 = store.add_labels(p.id, answers)
+    assert (c1.added, c1.skipped) == (1, 1)
+    assert store.pending(p.id) == []
+    assert store.add_labels(p.id, answers[:1]).added == 1  # no pending selection any more: a new label
+    store.finish_round(rnd.id, {"train": 1.5})
+    info = store.rounds(p.id)[0]
+    assert info.state == "done" and info.metrics.pgd_accuracy == 0.125 and info.timings == {"train": 1.5}
+    assert store.unfinished_round(p.id) is None
+    assert store.start_round(p.id, "dfal", 2).number == 1
+    status = store.status(p.id)
+    assert (status.labeled, status.pending, status.skipped) == (2, 0, 1)
+
+
+def test_lock_refuses_a_second_holder_and_takes_over_dead_ones(store, project):
+    p, _ = project
+    with store.lock(p.id):
+        with pytest.raises(LockedError, match="--force-unlock"):
+            with store.lock(p.id):
+                pass
+        assert store.lock_holder(p.id)[0] == os.getpid()
+    assert store.lock_holder(p.id) is None
+    # a lock left by a process that no longer exists on this host is taken over
+    from activeadv import schema as db
+    from sqlalchemy.orm import Session
+    import socket
+
+    with Session(store.engine) as s, s.begin():
+        s.add(db.Lock(project_id=p.id, owner="x", pid=2**22 + 12345, host=socket.gethostname()))
+    with store.lock(p.id):
+        assert store.lock_holder(p.id)[0] == os.getpid()
+    with Session(store.engine) as s, s.begin():
+        s.add(db.Lock(project_id=p.id, owner="y", pid=1, host="elsewhere"))
+    with pytest.raises(LockedError):
+        with store.lock(p.id):
+            pass
+    with store.lock(p.id, force=True):
+        pass
+
+
+def test_simulation_runs_round_trip(store):
+    pts = [CurvePoint("dfal", 0, r, 10 * (r + 1), 0.5 + r / 10, 0.3) for r in range(3)]
+    run_id = store.save_simulation("digits", {"seeds": [0], "eps": np.float32(0.1)}, pts, {"aulc": 0.6})
+    (run,) = store.simulations("digits")
+    assert run.id == run_id and run.points == tuple(pts) and run.summary == {"aulc": 0.6}
+    assert store.simulations("other") == []
