@@ -61,6 +61,8 @@ CONTROL = "label"
 CURSOR_SLACK = timedelta(seconds=5)
 #: Label Studio's Datetime filter only parses this exact format (an ISO offset answers 500)
 _LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+#: an annotation updated later than this after its creation was edited (creation itself differs by microseconds)
+EDIT_GRACE = timedelta(seconds=1)
 _NETWORK_ERRORS = (httpx.TransportError,)
 
 
@@ -269,6 +271,10 @@ def parse_task(task: dict[str, Any], class_names: Sequence[str], users: dict[int
     """Every annotation of one task as ``Annotation`` votes (source "annotator") or rejects.
 
     Cancelled/skipped annotations become ``Annotation(label=None, skipped=True)``.
+    ``external_id`` is the Label Studio annotation id; an annotation edited after
+    it was submitted gets ``"ID@UPDATED_AT"`` and ``created_at = updated_at``, so
+    that a store keyed by external id records the correction as a newer label
+    instead of dropping it as a duplicate.
     A label is refused when it is not one of ``class_names``, when there is no
     choice or more than one, or when the task has no usable ``item_id``.
     Returns ``(votes, rejects, updated)`` where ``updated`` maps the annotation
@@ -286,6 +292,10 @@ def parse_task(task: dict[str, Any], class_names: Sequence[str], users: dict[int
         ext = str(raw.get("id")) if raw.get("id") is not None else None
         created = parse_time(raw.get("created_at"))
         changed = parse_time(raw.get("updated_at")) or created
+        if ext is not None and created is not None and changed is not None and changed - created > EDIT_GRACE:
+            # Edited after submission: a new version of the label.  The store keeps one
+            # label per external id, so the version gets its own id and its own time.
+            ext, created = f"{ext}@{ls_time(changed)}", changed
         who = _annotator(raw, users)
         updated[ext or ""] = changed
         if item_id is None:

@@ -140,7 +140,8 @@ def test_updated_annotation_is_returned_again_with_the_new_label():
     # the annotator corrected it later: same annotation id, newer updated_at
     second = L.parse_tasks([task(10, 7, ann(100, "dog", at=1, updated=30))], CLASSES, since=first.cursor)
     [a] = second.annotations
-    assert (a.label, a.external_id) == ("dog", "100")
+    assert (a.label, a.external_id) == ("dog", "100@" + ts(30))  # a new version, newer than the first
+    assert a.created_at == T0 + timedelta(seconds=30)
     assert second.cursor == T0 + timedelta(seconds=30)
 
 
