@@ -458,7 +458,8 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- client
-OnCreated = Callable[[int, int], None]
+#: told ``{item_id: task_id}`` for each imported chunk (and once for tasks found on the server)
+OnCreated = Callable[[dict[int, int]], None]
 
 
 class LabelStudioClient:
@@ -560,9 +561,9 @@ class LabelStudioClient:
         first, so a chunk that was imported before a crash is found, not
         imported again.  ``known`` (the caller's map) is trusted only where the
         task still exists; a task deleted in Label Studio is imported again.
-        ``on_created(item_id, task_id)`` is called for every new or newly
-        discovered task right after its chunk, so the caller can store the map
-        before the next chunk.  ``progress(n)`` is told how many items were handled.
+        ``on_created({item_id: task_id})`` is called with every chunk's new
+        tasks right after the import (and once with tasks found on the server
+        that ``known`` lacked), so the caller can store the map before the next chunk.  ``progress(n)`` is told how many items were handled.
         """
         known = dict(known or {})
         items = list(items)
@@ -570,6 +571,7 @@ class LabelStudioClient:
             raise LabelStudioError("push_tasks got the same item twice")
         existing = self.find_tasks(project_id, [i.item_id for i in items])
         mapping: dict[int, int] = {}
+        found: dict[int, int] = {}
         todo: list[PushItem] = []
         for item in items:
             tasks = existing.get(item.item_id)
@@ -579,13 +581,15 @@ class LabelStudioClient:
                                 item.item_id, len(tasks), project_id, tasks, tasks[0])
                 task_id = known[item.item_id] if known.get(item.item_id) in tasks else tasks[0]
                 mapping[item.item_id] = task_id
-                if known.get(item.item_id) != task_id and on_created:
-                    on_created(item.item_id, task_id)
+                if known.get(item.item_id) != task_id:
+                    found[item.item_id] = task_id
             else:
                 if item.item_id in known:
                     log.warning("task %d of item %d is gone from Label Studio; importing it again",
                                 known[item.item_id], item.item_id)
                 todo.append(item)
+        if found and on_created:
+            on_created(found)
         if progress and len(items) - len(todo):
             progress(len(items) - len(todo))
         for start in range(0, len(todo), self.chunk_size):
@@ -598,10 +602,10 @@ class LabelStudioClient:
             if len(task_ids) != len(chunk):
                 raise LabelStudioError(f"Label Studio returned {len(task_ids)} task ids for {len(chunk)} items; "
                                        "run the push again to reconcile")
-            for item, task_id in zip(chunk, task_ids):
-                mapping[item.item_id] = int(task_id)
-                if on_created:
-                    on_created(item.item_id, int(task_id))
+            new = {item.item_id: int(task_id) for item, task_id in zip(chunk, task_ids)}
+            mapping.update(new)
+            if on_created:
+                on_created(new)
             if progress:
                 progress(len(chunk))
         log.info("pushed %d new tasks (%d already there) to project %d", len(todo), len(items) - len(todo), project_id)
@@ -714,7 +718,7 @@ class LabelStudioOracle:
     cursor live (the database), and tests can pass dicts.
 
     * ``image_ref(item_ids) -> {item_id: image}``: e.g. ``partial(pool_image_refs, pool, files_root=...)``.
-    * ``known_tasks() -> {item_id: task_id}`` and ``on_created(item_id, task_id)``: the task map.
+    * ``known_tasks() -> {item_id: task_id}`` and ``on_created(round_id, {item_id: task_id})``: the task map.
     * ``get_cursor() -> datetime | None`` and ``set_cursor(datetime)``: the sync cursor; the cursor
       should be saved by the caller *after* it stored the annotations ``collect`` returned.
     * ``top_k``: how many of a selection to send (None: all).
@@ -723,7 +727,7 @@ class LabelStudioOracle:
     def __init__(self, client: LabelStudioClient, project_id: int, class_names: Sequence[str], *,
                  image_ref: Callable[[Sequence[int]], dict[int, str]],
                  known_tasks: Callable[[], dict[int, int]] | None = None,
-                 on_created: OnCreated | None = None,
+                 on_created: Callable[[int, dict[int, int]], None] | None = None,
                  get_cursor: Callable[[], datetime | None] | None = None,
                  set_cursor: Callable[[datetime], None] | None = None,
                  top_k: int | None = None) -> None:
@@ -744,10 +748,6 @@ class LabelStudioOracle:
     def _remember_cursor(self, cursor: datetime) -> None:
         self._cursor = cursor
 
-    def _created(self, item_id: int, task_id: int) -> None:
-        self._tasks[item_id] = task_id
-        if self._on_created:
-            self._on_created(item_id, task_id)
 
     def request(self, selection: Selection, round_id: int) -> None:
         """Send the selection's top items (with the model's prediction) as tasks; model_version = round."""
@@ -763,8 +763,13 @@ class LabelStudioOracle:
             if selection.confidence is not None:
                 score = float(selection.confidence[pos])
             items.append(PushItem(item_id, images[item_id], predicted, score))
+        def created(new: dict[int, int]) -> None:
+            self._tasks.update(new)
+            if self._on_created:
+                self._on_created(round_id, new)
+
         self.client.push_tasks(self.project_id, items, model_version=str(round_id),
-                               known=self.known_tasks(), on_created=self._created)
+                               known=self.known_tasks(), on_created=created)
 
     def collect(self) -> list[Annotation]:
         """Resolved labels (and skips) since the last stored cursor; never blocks.

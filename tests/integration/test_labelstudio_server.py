@@ -110,7 +110,7 @@ def test_deleted_project_is_a_one_line_error(client):
 # --------------------------------------------------------------------- push
 def test_push_creates_tasks_with_item_id_image_and_prediction(client, project):
     created: dict[int, int] = {}
-    mapping = client.push_tasks(project, items([5, 3, 9], score=0.625), model_version=2, on_created=created.__setitem__)
+    mapping = client.push_tasks(project, items([5, 3, 9], score=0.625), model_version=2, on_created=created.update)
     assert set(mapping) == {5, 3, 9} and created == mapping
     tasks = {t["data"]["item_id"]: t for t in all_tasks(client, project)}
     assert set(tasks) == {5, 3, 9}
@@ -149,12 +149,12 @@ def test_push_interrupted_after_server_side_import_is_reconciled(client, project
     monkeypatch.setattr(client.sdk.projects, "import_tasks", flaky)
     saved: dict[int, int] = {}
     with pytest.raises(LabelStudioError, match="unreachable") as info:
-        client.push_tasks(project, items(range(120)), model_version=1, on_created=saved.__setitem__)
+        client.push_tasks(project, items(range(120)), model_version=1, on_created=saved.update)
     assert "run the push again" in str(info.value)
     assert len(saved) == 50  # only chunk 1 was confirmed
     monkeypatch.setattr(client.sdk.projects, "import_tasks", real)
     mapping = client.push_tasks(project, items(range(120)), model_version=1, known=saved,
-                                on_created=saved.__setitem__)
+                                on_created=saved.update)
     ids = sorted(t["data"]["item_id"] for t in all_tasks(client, project))
     assert ids == list(range(120)) and saved == mapping
 
@@ -286,14 +286,14 @@ def test_server_stopped_mid_push_then_restarted(tmp_path):
 
         own.sdk.projects.import_tasks = stop_after_first  # type: ignore[method-assign]
         with pytest.raises(LabelStudioError, match="unreachable"):
-            own.push_tasks(pid, items(range(80)), model_version=1, on_created=saved.__setitem__)
+            own.push_tasks(pid, items(range(80)), model_version=1, on_created=saved.update)
         assert len(saved) == 50 and not lsserver.status(cfg.data_dir)["running"]
         with pytest.raises(LabelStudioError, match="unreachable"):
             own.pull_annotations(pid, CLASSES)
 
         info = lsserver.start(cfg, timeout=120)  # restart: same data, same token
         own = L.connect(info.url, cfg.token)
-        own.push_tasks(pid, items(range(80)), model_version=1, known=saved, on_created=saved.__setitem__)
+        own.push_tasks(pid, items(range(80)), model_version=1, known=saved, on_created=saved.update)
         ids = sorted(t["data"]["item_id"] for t in all_tasks(own, pid))
         assert ids == list(range(80)) and len(saved) == 80
     finally:

@@ -276,9 +276,7 @@ class _FakeClient:
 
     def push_tasks(self, project_id, items, *, model_version=None, known=None, on_created=None, progress=None):
         self.pushed.append((project_id, list(items), model_version, dict(known or {})))
-        for n, item in enumerate(items):
-            if item.item_id not in (known or {}):
-                on_created(item.item_id, 1000 + n)
+        on_created({item.item_id: 1000 + n for n, item in enumerate(items) if item.item_id not in (known or {})})
         return {}
 
     def pull_annotations(self, project_id, class_names, since=None):
@@ -290,14 +288,15 @@ def test_oracle_request_sends_top_k_with_predicted_class_names_and_round():
     client = _FakeClient([])
     created = {}
     oracle = L.LabelStudioOracle(client, 4, CLASSES, image_ref=lambda ids: {i: f"img{i}" for i in ids},
-                                 on_created=created.__setitem__, top_k=2)
+                                 on_created=lambda rnd, new: created.update({(rnd, k): v for k, v in new.items()}),
+                                 top_k=2)
     sel = Selection(np.array([9, 3, 5]), np.array([0.9, 0.5, 0.1]), "margin",
                     predicted=np.array([1, 2, 0]), confidence=np.array([0.6, 0.4, 0.9]))
     oracle.request(sel, round_id=7)
     [(pid, items, version, known)] = client.pushed
     assert pid == 4 and version == "7" and known == {}
     assert items == [L.PushItem(9, "img9", "dog", 0.6), L.PushItem(3, "img3", "bird", 0.4)]
-    assert created == {9: 1000, 3: 1001}
+    assert created == {(7, 9): 1000, (7, 3): 1001}
     oracle.request(sel, round_id=8)  # its own map is passed on the next push
     assert client.pushed[1][3] == {9: 1000, 3: 1001}
 
