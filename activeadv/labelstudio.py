@@ -172,6 +172,18 @@ class PushItem(NamedTuple):
 
 
 @dataclass(frozen=True)
+class PushResult:
+    """``tasks``: item_id -> task_id for every item pushed; ``created``: items that got a new task now."""
+
+    tasks: dict[int, int]
+    created: list[int]
+
+    @property
+    def existing(self) -> int:
+        return len(self.tasks) - len(self.created)
+
+
+@dataclass(frozen=True)
 class SyncResult:
     """What ``pull_annotations`` found since the cursor.
 
@@ -554,8 +566,8 @@ class LabelStudioClient:
 
     def push_tasks(self, project_id: int, items: Sequence[PushItem], *, model_version: str | int | None = None,
                    known: dict[int, int] | None = None, on_created: OnCreated | None = None,
-                   progress: Callable[[int], None] | None = None) -> dict[int, int]:
-        """Import ``items`` as tasks unless they already have one; returns ``item_id -> task_id`` for all.
+                   progress: Callable[[int], None] | None = None) -> PushResult:
+        """Import ``items`` as tasks unless they already have one; ``PushResult.tasks`` maps every item.
 
         Safe to re-run after any failure: items are looked up on the server
         first, so a chunk that was imported before a crash is found, not
@@ -609,7 +621,7 @@ class LabelStudioClient:
             if progress:
                 progress(len(chunk))
         log.info("pushed %d new tasks (%d already there) to project %d", len(todo), len(items) - len(todo), project_id)
-        return mapping
+        return PushResult(mapping, [i.item_id for i in todo])
 
     def existing_task_ids(self, project_id: int) -> set[int]:
         """Ids of every task in the project (to find tasks an admin deleted)."""

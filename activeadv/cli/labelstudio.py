@@ -338,12 +338,10 @@ def push_command(project_name: str | None, top_k: int | None, ls_url: str | None
                 known = {item_id: task for _, item_id, _, _, task in entries if task is not None}
 
                 def save(new: dict[int, int], rid: int = rid) -> None:
-                    nonlocal created
-                    created += sum(1 for item in new if item not in known)
                     store.set_task_ids(rid, new)
 
-                client.push_tasks(ls_pid, items, model_version=entries[0][0], known=known, on_created=save,
-                                  progress=bar.update)
+                created += len(client.push_tasks(ls_pid, items, model_version=entries[0][0], known=known, on_created=save,
+                                  progress=bar.update).created)
     _report_push(as_json, created, len(chosen) - created, len(rows), client.url, ls_pid)
 
 

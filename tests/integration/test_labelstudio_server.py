@@ -110,7 +110,7 @@ def test_deleted_project_is_a_one_line_error(client):
 # --------------------------------------------------------------------- push
 def test_push_creates_tasks_with_item_id_image_and_prediction(client, project):
     created: dict[int, int] = {}
-    mapping = client.push_tasks(project, items([5, 3, 9], score=0.625), model_version=2, on_created=created.update)
+    mapping = client.push_tasks(project, items([5, 3, 9], score=0.625), model_version=2, on_created=created.update).tasks
     assert set(mapping) == {5, 3, 9} and created == mapping
     tasks = {t["data"]["item_id"]: t for t in all_tasks(client, project)}
     assert set(tasks) == {5, 3, 9}
@@ -127,9 +127,10 @@ def test_push_creates_tasks_with_item_id_image_and_prediction(client, project):
 
 
 def test_repush_creates_no_duplicates_even_without_the_map(client, project):
-    first = client.push_tasks(project, items(range(0, 60)), model_version=1)  # two chunks of 50
-    again = client.push_tasks(project, items(range(0, 70)), model_version=1, known={})  # map lost
-    assert {k: again[k] for k in first} == first
+    first = client.push_tasks(project, items(range(0, 60)), model_version=1).tasks  # two chunks of 50
+    result = client.push_tasks(project, items(range(0, 70)), model_version=1, known={})  # map lost
+    again = result.tasks
+    assert {k: again[k] for k in first} == first and result.created == list(range(60, 70))
     ids = [t["data"]["item_id"] for t in all_tasks(client, project)]
     assert sorted(ids) == list(range(70))
 
@@ -153,16 +154,19 @@ def test_push_interrupted_after_server_side_import_is_reconciled(client, project
     assert "run the push again" in str(info.value)
     assert len(saved) == 50  # only chunk 1 was confirmed
     monkeypatch.setattr(client.sdk.projects, "import_tasks", real)
-    mapping = client.push_tasks(project, items(range(120)), model_version=1, known=saved,
-                                on_created=saved.update)
+    result = client.push_tasks(project, items(range(120)), model_version=1, known=saved, on_created=saved.update)
+    mapping = result.tasks
+    assert result.created == list(range(100, 120))  # chunk 2 (50-99) was found, not imported again
     ids = sorted(t["data"]["item_id"] for t in all_tasks(client, project))
     assert ids == list(range(120)) and saved == mapping
 
 
 def test_task_deleted_by_admin_is_pushed_again(client, project):
-    mapping = client.push_tasks(project, items([1, 2]), model_version=1)
+    mapping = client.push_tasks(project, items([1, 2]), model_version=1).tasks
     client.sdk.tasks.delete(mapping[1])
-    again = client.push_tasks(project, items([1, 2]), model_version=1, known=mapping)
+    result = client.push_tasks(project, items([1, 2]), model_version=1, known=mapping)
+    again = result.tasks
+    assert result.created == [1]
     assert again[2] == mapping[2] and again[1] != mapping[1]
     assert sorted(t["data"]["item_id"] for t in all_tasks(client, project)) == [1, 2]
     assert client.existing_task_ids(project) == set(again.values())
@@ -170,7 +174,7 @@ def test_task_deleted_by_admin_is_pushed_again(client, project):
 
 # --------------------------------------------------------------------- pull
 def test_pull_labels_skips_rejects_majority_ties_and_nothing_new_twice(client, project):
-    m = client.push_tasks(project, items(range(6)), model_version=1)
+    m = client.push_tasks(project, items(range(6)), model_version=1).tasks
     other = second_user(client)
     result = [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": ["two"]}}]
     client.annotate(m[0], "two")
@@ -207,7 +211,7 @@ def test_pull_labels_skips_rejects_majority_ties_and_nothing_new_twice(client, p
 
 
 def test_simulated_annotator_answers_open_tasks_only_once(client, project):
-    m = client.push_tasks(project, items(range(8)), model_version=1)
+    m = client.push_tasks(project, items(range(8)), model_version=1).tasks
     truth = {i: CLASSES[i % 3] for i in m}
     assert client.annotate_open_tasks(project, truth.__getitem__, limit=5) == 5
     assert client.annotate_open_tasks(project, truth.__getitem__) == 3

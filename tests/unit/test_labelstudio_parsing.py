@@ -276,8 +276,9 @@ class _FakeClient:
 
     def push_tasks(self, project_id, items, *, model_version=None, known=None, on_created=None, progress=None):
         self.pushed.append((project_id, list(items), model_version, dict(known or {})))
-        on_created({item.item_id: 1000 + n for n, item in enumerate(items) if item.item_id not in (known or {})})
-        return {}
+        new = {item.item_id: 1000 + n for n, item in enumerate(items) if item.item_id not in (known or {})}
+        on_created(new)
+        return L.PushResult(new, list(new))
 
     def pull_annotations(self, project_id, class_names, since=None):
         self.since.append(since)

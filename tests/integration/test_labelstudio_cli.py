@@ -1,0 +1,91 @@
+"""The Label Studio commands end to end through ``CliRunner``, against the real server of ``LABEL_STUDIO_URL``."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+from click.testing import CliRunner
+
+from activeadv import labelstudio as L
+from activeadv.cli import cli
+
+URL = os.environ.get("LABEL_STUDIO_URL")
+TOKEN = os.environ.get("LABEL_STUDIO_API_KEY")
+
+pytestmark = [
+    pytest.mark.labelstudio,
+    pytest.mark.skipif(not (URL and TOKEN), reason="needs a running Label Studio: set LABEL_STUDIO_URL and "
+                       "LABEL_STUDIO_API_KEY (e.g. `activeadv labelstudio start --port 8089`)"),
+]
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTIVEADV_DATABASE_URL", f"sqlite:///{tmp_path / 'a.db'}")
+    monkeypatch.setenv("ACTIVEADV_HOME", str(tmp_path / "home"))  # no local server.json to fall back on
+    monkeypatch.delenv("ACTIVEADV_PROJECT", raising=False)
+    return tmp_path
+
+
+def run(*args: str, ok: bool = True):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def test_link_push_annotate_sync_round_trip(env):
+    from activeadv.store import Store
+
+    run("init", "demo", "--dataset", "digits", "-q")
+    run("round", "--query-size", "6", "--initial", "6", "-q")  # seed round: 6 random items requested
+    out = run("labelstudio", "link").output
+    assert "linked to Label Studio project" in out
+    client = L.connect(URL, TOKEN)  # type: ignore[arg-type]
+    with Store.open(os.environ["ACTIVEADV_DATABASE_URL"]) as store:
+        ls_pid = store.get_project().ls_project_id
+    try:
+        assert "pushed 4 new task(s)" in run("push", "--top", "4", "-q").output
+        assert "pushed 2 new task(s)" in run("push", "-q").output
+        assert "pushed 0 new task(s)" in run("push", "-q").output
+        tasks = [L._as_dict(t) for t in client.sdk.tasks.list(project=ls_pid, fields="all")]
+        assert len(tasks) == 6 and all(t["data"]["image"].startswith("data:image/png;base64,") for t in tasks)
+        assert all(t["predictions"] == [] or t["predictions"][0]["model_version"] == "0" for t in tasks)
+
+        client.sdk.tasks.delete(tasks[0]["id"])  # an admin deletes a task: the next push sends it again
+        assert "pushed 1 new task(s)" in run("push", "-q").output
+
+        out = run("annotate-sim", "--accuracy", "1.0", "--limit", "5", "-q").output
+        assert "answered 5 task(s)" in out and "1 open" in out
+        [(task_id, _)] = client.open_tasks(ls_pid)
+        client.annotate(task_id, "not-a-digit")
+
+        out = run("sync", "-q").output
+        assert "synced 5 new label(s)" in out and "1 refused" in out and "not-a-digit" in out
+        assert "synced 0 new label(s)" in run("sync", "-q").output
+        with Store.open(os.environ["ACTIVEADV_DATABASE_URL"]) as store:
+            status = store.status(store.get_project().id)
+        assert (status.labeled, status.pending, status.rejected) == (5, 1, 1)
+    finally:
+        client.sdk.projects.delete(ls_pid)
+
+
+def test_failures_are_one_line_errors_without_the_token(env, monkeypatch):
+    run("init", "demo", "--dataset", "digits", "-q")
+    result = run("push", ok=False)
+    assert result.exit_code == 1 and "not linked to Label Studio" in result.output
+
+    secret = "wrong-token-123456"
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", secret)
+    result = run("labelstudio", "link", ok=False)
+    assert result.exit_code == 1 and "refused the API token" in result.output
+    assert secret not in result.output and len(result.output.strip().splitlines()) == 1
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run("labelstudio", "link", "--url", f"http://127.0.0.1:{port}", ok=False)
+    assert result.exit_code == 1 and "unreachable" in result.output
+    assert len(result.output.strip().splitlines()) == 1
