@@ -92,6 +92,12 @@ class Store:
     def open(cls, url: str) -> "Store":
         """Connect and check that the schema is at this version's head revision."""
         store = cls(url)
+        database = store.url.database if store.url.get_backend_name() == "sqlite" else None
+        if database and database != ":memory:" and not database.startswith("file:") \
+                and not Path(database).expanduser().exists():
+            store.close()
+            raise SchemaError(f"database file {database} does not exist: create a project with `activeadv init` "
+                              f"or {UPGRADE_HINT}")
         try:
             store.check_schema()
         except BaseException:

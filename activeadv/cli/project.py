@@ -1,0 +1,384 @@
+"""Project commands: ``init``, ``db``, ``labels``, ``round``, ``status``, ``report``.
+
+Thin adapters: parse options, open the ``Store``, call ``loop``/``store``,
+print.  Every command except ``db upgrade``/``db current`` (and ``init`` on a
+brand-new empty database, which it creates) refuses an out-of-date schema with
+a one-line message naming ``activeadv db upgrade``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from activeadv.cli.common import (db_option, device_option, echo_json, json_option, parse_csv_list, quiet_option,
+                                  seed_option, train_options)
+from activeadv.errors import ConfigError, LabelError
+from activeadv.settings import Settings
+
+log = logging.getLogger(__name__)
+
+project_option = click.option("-p", "--project", "project_name", envvar="ACTIVEADV_PROJECT", default=None,
+                              help="Project name [env ACTIVEADV_PROJECT; default: the only project].")
+TRAIN_FIELDS = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "epochs", "min_steps", "batch_size", "lr")
+CSV_COLUMNS = ("key", "label", "source", "time", "annotator", "external_id")
+
+
+def _url(database_url: str | None) -> str:
+    return database_url or Settings.from_env().database_url
+
+
+def _open(database_url: str | None):
+    """A store on an up-to-date schema (``SchemaError`` otherwise)."""
+    from activeadv.store import Store
+
+    return Store.open(_url(database_url))
+
+
+def _explicit_train_settings(ctx: click.Context, kwargs: dict) -> dict:
+    """Training options the user typed (not click defaults): they override the project's settings."""
+    return {name: kwargs[name] for name in TRAIN_FIELDS
+            if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
+
+
+def _default_checkpoint_dir(url: str) -> Path:
+    """Beside the database file for SQLite; ./checkpoints otherwise."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return Path(parsed.database).expanduser().resolve().parent / "checkpoints"
+    return Path("checkpoints").resolve()
+
+
+# ------------------------------------------------------------------------ init
+@click.command("init")
+@click.argument("name")
+@click.option("--dataset", required=True, help="digits | idx:DIR | npz:FILE | folder:DIR.")
+@click.option("--classes", default=None, help="Comma-separated class names (default: from the data).")
+@train_options
+@db_option
+@quiet_option
+@click.pass_context
+def init_command(ctx: click.Context, name: str, dataset: str, classes: str | None, database_url: str | None,
+                 quiet: bool, **train_kwargs) -> None:
+    """Create project NAME on a dataset and register its items (run again to add new files).
+
+    Items are registered by stable key and content hash: a renamed file keeps
+    its id and labels, a grown folder adds only the new files.  The pool is
+    registered as split 'pool', a test split (if the dataset has one) as 'test'.
+    The training options given here become the project's defaults for `round`.
+    A brand-new empty database is created (schema upgraded) on the way; an
+    older schema is refused: run `activeadv db upgrade`.
+
+    Example: activeadv init digits-demo --dataset digits
+    """
+    from activeadv.data import load_dataset
+    from activeadv.loop import register_dataset
+    from activeadv.store import Store
+    from activeadv.training import TrainConfig
+
+    url = _url(database_url)
+    store = Store(url)
+    if store.current() is None and store.is_empty():
+        click.echo(f"creating the activeadv schema in {store.display_url}", err=True)
+        store.upgrade()
+    store.check_schema()
+    class_names = parse_csv_list(classes) if classes else None
+    data = load_dataset(dataset, class_names=class_names)
+    explicit = _explicit_train_settings(ctx, train_kwargs)
+    existing = {p.name: p for p in store.projects()}.get(name)
+    if existing is None:
+        settings = TrainConfig(**{k: train_kwargs[k] for k in TRAIN_FIELDS}).to_dict()
+        settings.pop("device", None)
+        project = store.create_project(name, dataset, data.class_names, train_settings=settings)
+    else:
+        if existing.dataset != dataset:
+            raise ConfigError(f"project '{name}' uses dataset '{existing.dataset}', not '{dataset}'")
+        if tuple(data.class_names) != existing.class_names:
+            raise ConfigError(f"project '{name}' has classes {','.join(existing.class_names)}; "
+                              f"the data now gives {','.join(data.class_names)}")
+        project = existing
+        if explicit:
+            project = store.update_project(project.id, train_settings={**project.train_settings, **explicit})
+    result = register_dataset(store, project, data, progress=not quiet)
+    verb = "created" if existing is None else "updated"
+    parts = [f"{split} {len(r.ids)} items (+{r.added} new" + (f", {r.renamed} renamed" if r.renamed else "") + ")"
+             for split, r in result.items()]
+    click.echo(f"{verb} project '{name}' ({dataset}, {len(data.class_names)} classes): " + ", ".join(parts))
+    store.close()
+
+
+# -------------------------------------------------------------------------- db
+@click.group("db")
+def db_group() -> None:
+    """Database schema: create or migrate it, show its revision."""
+
+
+@db_group.command("upgrade")
+@db_option
+def db_upgrade(database_url: str | None) -> None:
+    """Create the schema or migrate it to this version (safe to run again)."""
+    from activeadv.store import Store
+
+    with Store(_url(database_url)) as store:
+        before = store.current()
+        store.upgrade()
+        after = store.current()
+        if before == after:
+            click.echo(f"{store.display_url}: already at {after} (head)")
+        else:
+            click.echo(f"{store.display_url}: upgraded {before or 'empty'} -> {after} (head)")
+
+
+@db_group.command("current")
+@db_option
+def db_current(database_url: str | None) -> None:
+    """Show the database's schema revision and whether it is up to date."""
+    from activeadv.store import Store
+
+    with Store(_url(database_url)) as store:
+        current, head = store.current(), store.head()
+        state = "up to date" if current == head else "out of date: run `activeadv db upgrade`"
+        click.echo(f"{store.display_url}: {current or 'empty'} (head {head}, {state})")
+
+
+# ---------------------------------------------------------------------- labels
+@click.group("labels")
+def labels_group() -> None:
+    """Import or export labels as CSV (columns: key,label,source,time[,annotator,external_id])."""
+
+
+@labels_group.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@project_option
+@db_option
+def labels_import(csv_file: Path, project_name: str | None, database_url: str | None) -> None:
+    """Add labels from CSV_FILE; all rows are stored or none (unknown keys or labels are refused).
+
+    'key' is the item key shown by `labels export` (relative path or array
+    index); 'source' defaults to import, 'time' (ISO 8601) to now.
+    Importing the same file twice stores its labels once.
+    """
+    with _open(database_url) as store:
+        project = store.get_project(project_name)
+        annotations = _read_labels_csv(csv_file, store.item_keys(project.id, split="pool"), project.class_names)
+        counts = store.add_labels(project.id, annotations, strict=True)
+        click.echo(f"{csv_file}: {counts.added} label(s) added, {counts.duplicates} already stored, "
+                   f"{counts.superseded} replaced an older label")
+
+
+def _read_labels_csv(path: Path, key_ids: dict[str, int], class_names: tuple[str, ...]):
+    from activeadv.records import Annotation
+
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in reader.fieldnames or []]
+            reader.fieldnames = header
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise LabelError(f"cannot read {path}: {exc}") from None
+    if not rows:
+        raise LabelError(f"{path}: no rows (expected a header {','.join(CSV_COLUMNS[:4])})")
+    missing = {"key", "label"} - set(header)
+    if missing:
+        raise LabelError(f"{path}: missing column(s) {', '.join(sorted(missing))} (header: {','.join(header)})")
+    out = []
+    for line, row in enumerate(rows, start=2):
+        key, label = (row.get("key") or "").strip(), (row.get("label") or "").strip()
+        if key not in key_ids:
+            raise LabelError(f"{path}:{line}: unknown item key '{key}'; nothing was stored")
+        if label not in class_names:
+            raise LabelError(f"{path}:{line}: unknown label '{label}' (classes: {', '.join(class_names)}); "
+                             "nothing was stored")
+        source = (row.get("source") or "").strip() or "import"
+        stamp = (row.get("time") or "").strip()
+        try:
+            when = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+        except ValueError:
+            raise LabelError(f"{path}:{line}: time '{stamp}' is not ISO 8601; nothing was stored") from None
+        annotator = (row.get("annotator") or "").strip() or None
+        external = (row.get("external_id") or "").strip() or "csv:" + hashlib.sha1(
+            "\x1f".join((key, label, source, stamp, annotator or "")).encode()).hexdigest()
+        out.append(Annotation(item_id=key_ids[key], label=label, source=source, annotator=annotator,
+                              external_id=external, created_at=when))
+    return out
+
+
+@labels_group.command("export")
+@click.argument("csv_file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@click.option("--history", is_flag=True, help="Also the labels that newer ones replaced.")
+@project_option
+@db_option
+def labels_export(csv_file: Path, history: bool, project_name: str | None, database_url: str | None) -> None:
+    """Write the project's current labels to CSV_FILE (re-importable as is)."""
+    with _open(database_url) as store:
+        project = store.get_project(project_name)
+        rows = store.label_rows(project.id, history=history)
+    csv_file.parent.mkdir(parents=True, exist_ok=True)
+    with csv_file.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS + (("current",) if history else ()))
+        for r in rows:
+            writer.writerow([r.key, r.label, r.source, r.created_at.isoformat(), r.annotator or "",
+                             r.external_id or ""] + ([int(r.current)] if history else []))
+    click.echo(f"wrote {len(rows)} label(s) to {csv_file}")
+
+
+# ----------------------------------------------------------------------- round
+class _NoOracle:
+    """Requests stay in the database until labels arrive by `activeadv labels import`."""
+
+    def request(self, selection, round_id: int) -> None:
+        return None
+
+    def collect(self) -> list:
+        return []
+
+
+@click.command("round")
+@project_option
+@click.option("--strategy", default="dfal", show_default=True,
+              help="random, least-confidence, margin, entropy, coreset, dfal, fgsm-margin.")
+@click.option("--query-size", type=int, default=20, show_default=True, help="Items to request this round.")
+@click.option("--initial", type=int, default=None,
+              help="Size of the random seed set when the project has no labels yet [default: --query-size].")
+@click.option("--oracle", type=click.Choice(["simulated", "none"]), default="none", show_default=True,
+              help="simulated: answer from the dataset's known labels at once; none: wait for `labels import`.")
+@click.option("--oracle-error", type=float, default=0.0, show_default=True,
+              help="Simulated oracle: probability of a wrong label.")
+@click.option("--subsample", type=int, default=None, help="Score only this many random candidates (large pools).")
+@train_options
+@seed_option
+@device_option
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), envvar="ACTIVEADV_CHECKPOINT_DIR",
+              default=None, help="Where model checkpoints go [env ACTIVEADV_CHECKPOINT_DIR; default: "
+                                 "checkpoints/ beside the SQLite file, else ./checkpoints].")
+@click.option("--force-unlock", is_flag=True, help="Take the project lock even if another round seems to run.")
+@db_option
+@quiet_option
+@json_option
+@click.pass_context
+def round_command(ctx: click.Context, project_name: str | None, strategy: str, query_size: int,
+                  initial: int | None, oracle: str, oracle_error: float, subsample: int | None, seed: int,
+                  device: str, checkpoint_dir: Path | None, force_unlock: bool, database_url: str | None,
+                  quiet: bool, as_json: bool, **train_kwargs) -> None:
+    """Run one active-learning round: collect labels, train, evaluate, rank, request.
+
+    A project without labels starts with a seed round: --initial random items
+    are requested, nothing is trained.  An interrupted round is finished by
+    running the command again; a second `round` on the same project while one
+    runs is refused.  Training settings come from `init`; options typed here
+    override them for this round.
+
+    Example: activeadv round --strategy dfal --query-size 20 --oracle simulated
+    """
+    from activeadv.loop import RoundOptions, project_dataset, run_round, train_config_for
+    from activeadv.oracle import SimulatedOracle
+    from activeadv.training import resolve_device
+
+    resolve_device(device)
+    opts = RoundOptions(strategy=strategy, query_size=query_size, initial=initial, subsample=subsample, seed=seed)
+    url = _url(database_url)
+    with _open(url) as store:
+        project = store.get_project(project_name)
+        cfg = train_config_for(project, **_explicit_train_settings(ctx, train_kwargs), seed=seed, device=device)
+        data = project_dataset(store, project)
+        answerer = SimulatedOracle(data.pool, error_rate=oracle_error, seed=seed) if oracle == "simulated" \
+            else _NoOracle()
+        result = run_round(store, project, data, answerer, cfg, opts,
+                           checkpoint_dir or _default_checkpoint_dir(url), progress=not quiet,
+                           force_unlock=force_unlock)
+        status = store.status(project.id)
+    payload = {"round": result.round, "labels_used": result.labels, "selected": len(result.selection or []),
+               "accuracy": None if result.metrics is None else result.metrics.accuracy,
+               "fgsm_accuracy": None if result.metrics is None else result.metrics.fgsm_accuracy,
+               "pgd_accuracy": None if result.metrics is None else result.metrics.pgd_accuracy,
+               "labeled": status.labeled, "pending": status.pending, "timings": result.timings}
+    if as_json:
+        echo_json(payload)
+        return
+    if result.selection is not None and result.selection.strategy == "seed":
+        click.echo(f"round {result.round} (seed): requested {payload['selected']} random item(s); "
+                   f"now {status.labeled} labeled, {status.pending} pending")
+        return
+    acc = "" if result.metrics is None else f", test accuracy {_pct(result.metrics.accuracy)} " \
+        f"(FGSM {_pct(result.metrics.fgsm_accuracy)}, PGD {_pct(result.metrics.pgd_accuracy)})"
+    click.echo(f"round {result.round}: trained on {result.labels} labels{acc}; requested "
+               f"{payload['selected']} item(s); now {status.labeled} labeled, {status.pending} pending")
+
+
+# ---------------------------------------------------------------------- status
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+@click.command("status")
+@project_option
+@db_option
+@json_option
+def status_command(project_name: str | None, database_url: str | None, as_json: bool) -> None:
+    """Pool size, labeled and pending items, and one line per round."""
+    with _open(database_url) as store:
+        project = store.get_project(project_name)
+        st = store.status(project.id)
+        holder = store.lock_holder(project.id)
+    rounds = [{"round": r.number, "strategy": r.strategy, "state": r.state, "labels": r.labels_used,
+               "selected": r.selected,
+               "accuracy": r.metrics.accuracy if r.metrics else None,
+               "fgsm_accuracy": r.metrics.fgsm_accuracy if r.metrics else None,
+               "pgd_accuracy": r.metrics.pgd_accuracy if r.metrics else None,
+               "seconds": round(sum(r.timings.values()), 3), "model": r.model_path,
+               "started_at": r.started_at.isoformat()} for r in st.rounds]
+    if as_json:
+        echo_json({"project": project.name, "dataset": project.dataset, "classes": list(project.class_names),
+                   "pool": st.pool, "test": st.test, "labeled": st.labeled, "pending": st.pending,
+                   "skipped": st.skipped, "rejected": st.rejected,
+                   "running": None if holder is None else {"pid": holder[0], "host": holder[1]},
+                   "rounds": rounds})
+        return
+    click.echo(f"project {project.name}: {project.dataset}, {len(project.class_names)} classes")
+    click.echo(f"pool {st.pool} items: {st.labeled} labeled, {st.pending} requested (pending), "
+               f"{st.skipped} skipped, {st.rejected} rejected annotation(s); test split {st.test} items")
+    if holder is not None:
+        click.echo(f"a round is running: pid {holder[0]} on {holder[1]}")
+    if not rounds:
+        click.echo("no rounds yet: run `activeadv round`")
+        return
+    click.echo(f"{'round':>5}  {'strategy':<22}{'state':<10}{'labels':>7}{'asked':>7}"
+               f"{'accuracy':>10}{'FGSM':>8}{'PGD':>8}{'time':>9}")
+    for r in rounds:
+        click.echo(f"{r['round']:>5}  {r['strategy'][:21]:<22}{r['state']:<10}{_n(r['labels']):>7}"
+                   f"{_n(r['selected']):>7}{_pct(r['accuracy']):>10}{_pct(r['fgsm_accuracy']):>8}"
+                   f"{_pct(r['pgd_accuracy']):>8}{r['seconds']:>8.1f}s")
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+# ---------------------------------------------------------------------- report
+@click.command("report")
+@project_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for rounds.csv, simulations.csv and accuracy.png.")
+@db_option
+def report_command(project_name: str | None, out_dir: Path, database_url: str | None) -> None:
+    """Accuracy against labels across the project's rounds (CSV and PNG), beside stored simulate runs."""
+    from activeadv.loop import write_report
+
+    with _open(database_url) as store:
+        project = store.get_project(project_name)
+        files = write_report(store.status(project.id), store.simulations(project.dataset), out_dir)
+    click.echo("wrote " + ", ".join(str(f) for f in files))
+
+
+def register(cli: click.Group) -> None:
+    for command in (init_command, db_group, labels_group, round_command, status_command, report_command):
+        cli.add_command(command)

@@ -1,0 +1,310 @@
+"""One active-learning round, and the glue between a project's database and its dataset.
+
+``run_round`` is the only place that knows every step::
+
+    collect answers -> train -> evaluate -> select -> request -> collect
+
+Every step reads its input from the store and writes its output there before
+the next one starts, and the round's ``state`` column records how far it got
+(open -> trained -> selected -> requested -> done).  Killing the process at any
+point and calling ``run_round`` again therefore finishes the same round: a
+trained model is reloaded from its checkpoint, a saved selection is re-sent,
+and labels are keyed so that nothing is stored twice.
+
+A project with no labels yet starts with a *seed* round (number 0): a random
+``initial`` set is requested and nothing is trained.  With the simulated
+oracle those answers arrive at once and the next round trains on them.
+
+Fault injection for tests: ``ACTIVEADV_CRASH_AT=<phase>`` ends the process
+abruptly (``os._exit``) right after that phase; phases are ``PHASES``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from activeadv import acquisition, training
+from activeadv.data import Dataset, load_dataset
+from activeadv.errors import ConfigError
+from activeadv.oracle import Oracle
+from activeadv.records import (EvalMetrics, ProjectInfo, ProjectStatus, RegisterResult, RoundInfo, RoundResult,
+                               Selection, SimulationInfo)
+from activeadv.store import Store
+
+log = logging.getLogger(__name__)
+
+PHASES = ("collected", "trained", "selected", "requested", "done")
+SEED_STRATEGY = "seed"
+
+
+@dataclass(frozen=True)
+class RoundOptions:
+    """How a round selects: strategy by registry name, query size, the seed set for a fresh project."""
+
+    strategy: str = "dfal"
+    query_size: int = 20
+    initial: int | None = None  # seed round size; default query_size
+    subsample: int | None = None  # score only this many random candidates (large pools)
+    seed: int = 0
+    strategy_params: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.query_size < 1:
+            raise ConfigError(f"--query-size must be >= 1, got {self.query_size}")
+        if self.initial is not None and self.initial < 1:
+            raise ConfigError(f"--initial must be >= 1, got {self.initial}")
+        if self.subsample is not None and self.subsample < 1:
+            raise ConfigError(f"--subsample must be >= 1, got {self.subsample}")
+
+
+# ----------------------------------------------------------------- dataset glue
+def register_dataset(store: Store, project: ProjectInfo, data: Dataset, *,
+                     progress: bool = False) -> dict[str, RegisterResult]:
+    """Hash every item and register the pool (and test split); only new content is added."""
+    out = {}
+    for split, pool in (("pool", data.pool), ("test", data.test)):
+        if pool is None:
+            continue
+        hashes = [pool.fingerprint(int(i)) for i in tqdm(pool.ids, desc=f"hash {split}", unit="item",
+                                                          disable=not progress, leave=False)]
+        out[split] = store.register_items(project.id, pool.keys, hashes, split)
+        log.info("%s: %d items, %d new", split, len(pool), out[split].added)
+    return out
+
+
+def project_dataset(store: Store, project: ProjectInfo) -> Dataset:
+    """The project's dataset with pool ids replaced by database item ids (one id space)."""
+    data = load_dataset(project.dataset, class_names=list(project.class_names))
+    if tuple(data.class_names) != tuple(project.class_names):
+        raise ConfigError(f"dataset classes {data.class_names} differ from the project's {list(project.class_names)}")
+    ids = store.item_ids(project.id, data.pool.keys, "pool")
+    missing = int((ids < 0).sum())
+    if missing:
+        raise ConfigError(f"{missing} item(s) of {project.dataset} are not registered yet: run "
+                          f"`activeadv init {project.name} --dataset {project.dataset}` again")
+    test = data.test
+    if test is not None:
+        test_ids = store.item_ids(project.id, test.keys, "test")
+        if not (test_ids < 0).any():
+            test = test.with_ids(test_ids)
+    return Dataset(data.spec, data.pool.with_ids(ids), test)
+
+
+def checkpoint_path(checkpoint_dir: Path, project: ProjectInfo, number: int) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", project.name)
+    return Path(checkpoint_dir).resolve() / f"{project.id}-{safe}" / f"round-{number:04d}.pt"
+
+
+# ------------------------------------------------------------------- the round
+def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle, cfg: training.TrainConfig,
+              opts: RoundOptions, checkpoint_dir: Path, *, progress: bool = False,
+              force_unlock: bool = False) -> RoundResult:
+    """Run (or finish an interrupted) round under the project's lock; see the module docstring.
+
+    ``data`` must come from ``project_dataset`` (database ids).  The result's
+    ``metrics`` is None for the seed round and when the dataset has no test split.
+    """
+    strategy = acquisition.make_strategy(opts.strategy, **opts.strategy_params)
+    with store.lock(project.id, force=force_unlock):
+        timings: dict[str, float] = {}
+        rnd = store.unfinished_round(project.id)
+        with _timed(timings, "collect"):
+            _collect(store, project, oracle, skip_round=rnd.id if rnd and rnd.state == "selected" else None)
+        _crash_point("collected")
+        if rnd is None:
+            rnd = _start(store, project, opts, repr(strategy))
+        else:
+            log.info("resuming round %d (%s)", rnd.number, rnd.state)
+        seed_round = rnd.strategy == SEED_STRATEGY
+        model, metrics = None, rnd.metrics
+        if rnd.state == "open" and not seed_round:
+            model, metrics = _train(store, project, data, cfg, rnd, checkpoint_dir, timings, progress)
+            _crash_point("trained")
+        if rnd.state in ("open", "trained"):
+            with _timed(timings, "select"):
+                selection = _select(store, project, data, rnd, strategy, opts, cfg, model, seed_round, progress)
+                store.add_selection(rnd.id, selection)
+            _crash_point("selected")
+        if rnd.state in ("open", "trained", "selected"):
+            with _timed(timings, "request"):
+                oracle.request(store.selection(rnd.id, state="requested"), rnd.id)
+                store.set_round_state(rnd.id, "requested", timings=timings)
+            _crash_point("requested")
+        with _timed(timings, "collect"):
+            counts = store.add_labels(project.id, oracle.collect())
+        store.finish_round(rnd.id, timings)
+        _crash_point("done")
+    if counts.added:
+        log.info("%d label(s) collected", counts.added)
+    done = store.get_round(rnd.id)
+    return RoundResult(round=done.number, labels=done.labels_used or 0, metrics=metrics,  # type: ignore[arg-type]
+                       selection=store.selection(rnd.id), timings=done.timings)
+
+
+def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy_name: str) -> RoundInfo:
+    labeled, _ = store.labels(project.id)
+    if len(labeled):
+        return store.start_round(project.id, strategy_name, opts.query_size)
+    waiting = sum(len(sel) for _, sel in store.pending(project.id))
+    if waiting:
+        raise ConfigError(f"no labels yet: {waiting} requested item(s) are still waiting for annotators")
+    if store.rounds(project.id):
+        raise ConfigError("no labels and nothing requested: every request was skipped; "
+                          "import labels with `activeadv labels import`")
+    size = opts.initial or opts.query_size
+    log.info("no labels yet: seed round requests %d random items", size)
+    return store.start_round(project.id, SEED_STRATEGY, size)
+
+
+def _collect(store: Store, project: ProjectInfo, oracle: Oracle, skip_round: int | None) -> None:
+    """Re-send what is still pending (a new oracle knows nothing of earlier processes), then store answers.
+
+    The round being resumed from ``selected`` is left out: its requests were
+    never sent, and sending them is that round's next step.
+    """
+    for round_id, selection in store.pending(project.id):
+        if round_id != skip_round and len(selection):
+            oracle.request(selection, round_id)
+    counts = store.add_labels(project.id, oracle.collect())
+    if counts.added or counts.rejected:
+        log.info("collected %d label(s), %d rejected", counts.added, counts.rejected)
+
+
+def _train(store: Store, project: ProjectInfo, data: Dataset, cfg: training.TrainConfig, rnd: RoundInfo,
+           checkpoint_dir: Path, timings: dict[str, float], progress: bool):
+    ids, labels = store.labels(project.id)
+    ids_in_pool = np.isin(ids, data.pool.ids)
+    ids, labels = ids[ids_in_pool], labels[ids_in_pool]  # items whose file vanished are not trained on
+    with _timed(timings, "train"):
+        model = training.train(data.pool, ids, labels, cfg, progress=progress)
+    metrics: EvalMetrics | None = None
+    if data.test is not None and data.test.has_targets:
+        with _timed(timings, "evaluate"):
+            metrics = training.evaluate(model, data.test, cfg, progress=progress)
+    path = checkpoint_path(checkpoint_dir, project, rnd.number)
+    training.save_checkpoint(model, path, cfg, {"project": project.name, "round": rnd.number,
+                                                "labels": int(len(ids))},
+                             input_shape=data.pool.input_shape, num_classes=data.pool.num_classes)
+    store.record_model(rnd.id, path, metrics, labels_used=len(ids))
+    return model, metrics
+
+
+def _select(store: Store, project: ProjectInfo, data: Dataset, rnd: RoundInfo, strategy: acquisition.Strategy,
+            opts: RoundOptions, cfg: training.TrainConfig, model, seed_round: bool, progress: bool) -> Selection:
+    candidates = store.candidates(project.id)
+    candidates = candidates[np.isin(candidates, data.pool.ids)]
+    rng = np.random.default_rng([opts.seed, rnd.number])  # the same choice when a crashed round is redone
+    if seed_round:
+        chosen = np.sort(rng.choice(candidates, size=min(rnd.query_size, len(candidates)), replace=False))
+        return Selection(chosen.astype(np.int64), np.zeros(len(chosen)), SEED_STRATEGY)
+    if model is None:  # resumed after training: reload the round's model
+        if rnd.model_path is None or not Path(rnd.model_path).exists():
+            raise ConfigError(f"checkpoint of round {rnd.number} is missing ({rnd.model_path})")
+        model = training.load_checkpoint(Path(rnd.model_path), cfg.device)
+    labeled, _ = store.labels(project.id)
+    if len(candidates) == 0:
+        log.warning("every pool item is labeled or requested: nothing left to select")
+    return acquisition.select(strategy, model, data.pool, candidates, rnd.query_size, rng=rng,
+                              labeled_ids=labeled, subsample=opts.subsample, batch_size=cfg.eval_batch_size,
+                              progress=progress)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
+
+
+def _crash_point(phase: str) -> None:
+    """Test hook: die like a killed process (no cleanup, no lock release) after ``phase``."""
+    if os.environ.get("ACTIVEADV_CRASH_AT") == phase:
+        log.error("ACTIVEADV_CRASH_AT=%s: exiting abruptly", phase)
+        os._exit(75)
+
+
+def train_config_for(project: ProjectInfo, **overrides: object) -> training.TrainConfig:
+    """The project's stored training settings with the given overrides (e.g. device, seed)."""
+    known = set(training.TrainConfig.__dataclass_fields__)
+    values = {k: v for k, v in project.train_settings.items() if k in known}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return replace(training.TrainConfig(), **values)
+
+
+# ---------------------------------------------------------------------- report
+def write_report(status: ProjectStatus, simulations: list[SimulationInfo], out_dir: Path) -> list[Path]:
+    """``rounds.csv``, ``simulations.csv`` and ``accuracy.png``: test accuracy against labels used.
+
+    The project's rounds are one line; each stored simulation of the same
+    dataset adds one dashed line per strategy (mean over seeds), so the live
+    project can be compared with what the simulation predicted.
+    """
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rounds = [r for r in status.rounds if r.metrics is not None]
+    rounds_csv = out_dir / "rounds.csv"
+    with rounds_csv.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["round", "strategy", "state", "labels", "selected", "accuracy", "fgsm_accuracy",
+                         "pgd_accuracy", "seconds"])
+        for r in status.rounds:
+            m = r.metrics
+            writer.writerow([r.number, r.strategy, r.state, r.labels_used, r.selected,
+                             m.accuracy if m else "", m.fgsm_accuracy if m and m.fgsm_accuracy is not None else "",
+                             m.pgd_accuracy if m and m.pgd_accuracy is not None else "",
+                             round(sum(r.timings.values()), 3)])
+    sims_csv = out_dir / "simulations.csv"
+    with sims_csv.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["run", "strategy", "seed", "round", "labels", "accuracy", "fgsm_accuracy"])
+        for run in simulations:
+            for p in run.points:
+                writer.writerow([run.id, p.strategy, p.seed, p.round, p.labels, p.accuracy,
+                                 "" if p.fgsm_accuracy is None else p.fgsm_accuracy])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if rounds:
+        ax.plot([r.labels_used for r in rounds], [r.metrics.accuracy for r in rounds], "o-", color="black",
+                label=f"{status.project.name} (clean)")
+        fgsm = [(r.labels_used, r.metrics.fgsm_accuracy) for r in rounds if r.metrics.fgsm_accuracy is not None]
+        if fgsm:
+            ax.plot(*zip(*fgsm), "s:", color="gray", label=f"{status.project.name} (FGSM)")
+    for run in simulations:
+        by_strategy: dict[str, dict[int, list[float]]] = {}
+        for p in run.points:
+            by_strategy.setdefault(p.strategy, {}).setdefault(p.labels, []).append(p.accuracy)
+        for strategy, curve in sorted(by_strategy.items()):
+            xs = sorted(curve)
+            ax.plot(xs, [float(np.mean(curve[x])) for x in xs], "--", alpha=0.7,
+                    label=f"simulate #{run.id}: {strategy}")
+    ax.set_xlabel("labels used for training")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{status.project.name} ({status.project.dataset})")
+    ax.grid(alpha=0.3)
+    if rounds or simulations:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no evaluated rounds yet", ha="center", va="center", transform=ax.transAxes)
+    png = out_dir / "accuracy.png"
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return [rounds_csv, sims_csv, png]
