@@ -200,6 +200,7 @@ def start(cfg: ServerConfig, *, timeout: float = 180.0) -> ServerInfo:
     password = _secret_file(data_dir / "admin-password", cfg.password, 12)
     secret_key = _secret_file(data_dir / "secret-key", None, 32)
     files_root = (cfg.files_root or Path.home()).expanduser().resolve()
+    files_root.mkdir(parents=True, exist_ok=True)
 
     env = dict(os.environ)
     env.pop("USERNAME", None)  # Label Studio falls back to it for the admin name
