@@ -93,6 +93,56 @@ def pgd(
     return adv
 
 
+def _candidate_classes(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted class (N,) and the ``top_k`` next-highest classes (N, k) by logit."""
+    k = max(1, min(top_k, logits.shape[1] - 1))
+    ranked = logits.argsort(dim=1, descending=True)
+    return ranked[:, 0], ranked[:, 1 : k + 1]
+
+
+def _boundary_step(logits: torch.Tensor, x: torch.Tensor, orig: torch.Tensor,
+                   candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One linearized DeepFool step for every row of ``x`` (which requires grad and produced ``logits``).
+
+    Returns ``(ratio, w_best)``: the distance ``min_k |f_k - f_o| / ||grad(f_k - f_o)||`` (m,)
+    to the closest linearized boundary and that boundary's unnormalised normal (m, D).
+    One backward per candidate class: on CPU this beats ``is_grads_batched`` and
+    ``torch.func.jacrev`` for the reference CNN (measured in docs/benchmarks.md).
+    """
+    k = candidates.shape[1]
+    f_orig = logits.gather(1, orig[:, None])
+    diffs = logits.gather(1, candidates) - f_orig  # (m, k): negative while orig still wins
+    grads = []
+    for j in range(k):
+        (g,) = torch.autograd.grad(diffs[:, j].sum(), x, retain_graph=j < k - 1)
+        grads.append(g.reshape(g.shape[0], -1))
+    w = torch.stack(grads, dim=1)  # (m, k, D)
+    w_norm = w.norm(dim=2).clamp_min(1e-12)
+    ratio = diffs.detach().abs() / w_norm
+    best = ratio.argmin(dim=1)
+    rows = torch.arange(x.shape[0], device=x.device)
+    return ratio[rows, best], w[rows, best] / w_norm[rows, best][:, None]
+
+
+def linear_margin(model: nn.Module, x: torch.Tensor, *, top_k: int = 1) -> torch.Tensor:
+    """First-order distance to the decision boundary: the length of DeepFool's first step.
+
+    ``min_k |f_o(x) - f_k(x)| / ||grad_x (f_k - f_o)(x)||`` over the ``top_k``
+    classes with the highest logits after the predicted one ``o``: one forward
+    and ``top_k`` backward passes (``top_k=1`` costs exactly one
+    forward+backward, the unit of docs/benchmarks.md).  Exact for a linear
+    model (``|w.x + b| / ||w||``); for a ReLU network it is the cheap first pass
+    of the fast DFAL mode, which sends only the closest items to ``deepfool``.
+    ``x``: (N, ...) float; returns (N,) float32, detached.
+    """
+    with eval_mode(model):
+        xg = x.detach().clone().requires_grad_(True)
+        logits = model(xg)
+        orig, candidates = _candidate_classes(logits.detach(), top_k)
+        ratio, _ = _boundary_step(logits, xg, orig, candidates)
+    return ratio.detach().float()
+
+
 def deepfool(
     model: nn.Module,
     x: torch.Tensor,
@@ -112,20 +162,21 @@ def deepfool(
     ``top_k`` classes with the highest initial logits; a sample leaves the
     batch as soon as its prediction flips.  Samples that never flip within
     ``steps`` iterations keep the distance reached so far.
+
+    Cost: per iteration one forward and ``top_k`` backward passes over the
+    samples still active.  Rows that flipped in an iteration are dropped before
+    the backward passes by a second forward on the rest, unless so few flipped
+    that computing (and discarding) their gradients is cheaper.
     """
     x = x.detach()
     n = x.shape[0]
     flat = x.reshape(n, -1)
     r_total = torch.zeros_like(flat)
     with eval_mode(model):
-        with torch.no_grad():
+        with torch.inference_mode():
             logits0 = model(x)
-        num_classes = logits0.shape[1]
-        k = max(1, min(top_k, num_classes - 1))
-        original = logits0.argmax(1)
-        # candidate classes: the k highest logits other than the predicted one
-        ranked = logits0.argsort(dim=1, descending=True)
-        candidates = ranked[:, 1 : k + 1]
+        original, candidates = _candidate_classes(logits0.clone(), top_k)
+        k = candidates.shape[1]
         active = torch.arange(n, device=x.device)
         for _ in range(steps):
             if active.numel() == 0:
@@ -135,29 +186,22 @@ def deepfool(
             logits = model(x_cur)
             orig = original[active]
             still = logits.argmax(1) == orig
-            if not bool(still.all()):
+            n_still = int(still.sum())
+            if n_still == 0:
+                break
+            keep = None
+            if n_still < active.numel():
                 keep = still.nonzero().squeeze(1)
-                active = active[keep]
-                if active.numel() == 0:
-                    break
-                # recompute on the reduced batch so gradients stay per-sample
-                x_cur = x_cur.detach()[keep].requires_grad_(True)
-                logits = model(x_cur)
-                orig = original[active]
-            cand = candidates[active]
-            f_orig = logits.gather(1, orig[:, None])
-            diffs = logits.gather(1, cand) - f_orig  # (m, k): negative while orig still wins
-            grads = []
-            for j in range(k):
-                (g,) = torch.autograd.grad(diffs[:, j].sum(), x_cur, retain_graph=j < k - 1)
-                grads.append(g.reshape(g.shape[0], -1))
-            w = torch.stack(grads, dim=1)  # (m, k, D)
-            w_norm = w.norm(dim=2).clamp_min(1e-12)
-            ratio = diffs.detach().abs() / w_norm
-            best = ratio.argmin(dim=1)
-            rows = torch.arange(active.numel(), device=x.device)
-            w_best = w[rows, best]
-            step = (ratio[rows, best] + 1e-4)[:, None] * w_best / w_norm[rows, best][:, None]
+                # Re-forward the survivors (about one backward's cost) only when the
+                # flipped rows would waste more than that in k backward passes.
+                if (active.numel() - n_still) * k > n_still:
+                    x_cur = x_cur.detach()[keep].requires_grad_(True)
+                    logits = model(x_cur)
+                    active, orig, keep = active[keep], orig[keep], None
+            ratio, direction = _boundary_step(logits, x_cur, orig, candidates[active])
+            step = (ratio + 1e-4)[:, None] * direction
+            if keep is not None:
+                active, step = active[keep], step[keep]
             r_total[active] = r_total[active] + step
     distance = r_total.norm(dim=1)
     x_adv = _clip((flat + (1 + overshoot) * r_total).reshape(x.shape), clip)
