@@ -32,3 +32,34 @@ def echo_json(payload: Any) -> None:
 
 def parse_csv_list(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def train_options(func):
+    """The training options shared by every command that trains (simulate, round, bench)."""
+    options = [
+        click.option("--adv", type=click.Choice(["none", "fgsm", "bim", "pgd"]), default="fgsm", show_default=True,
+                     help="Adversarial regularization; 'none' is the plain-training ablation."),
+        click.option("--epsilon", type=float, default=0.1, show_default=True,
+                     help="L-inf radius of the training perturbation (inputs are in [0, 1])."),
+        click.option("--alpha", type=float, default=0.5, show_default=True,
+                     help="Weight of the clean loss: alpha*CE(x) + (1-alpha)*CE(x_adv)."),
+        click.option("--adv-steps", type=int, default=5, show_default=True, help="Iterations for bim/pgd."),
+        click.option("--adv-target", type=click.Choice(["predicted", "true"]), default="predicted",
+                     show_default=True, help="Craft x_adv from the predicted label (no label leaking) or the true one."),
+        click.option("--epochs", type=int, default=50, show_default=True,
+                     help="Passes over the labeled set (at least --min-steps updates)."),
+        click.option("--min-steps", type=int, default=300, show_default=True, help="Fewest optimizer steps."),
+        click.option("--batch-size", type=int, default=64, show_default=True),
+        click.option("--lr", type=float, default=1e-3, show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def train_config_from(kwargs: dict, *, seed: int, device: str):
+    """Pop the ``train_options`` values out of a command's kwargs into a TrainConfig."""
+    from activeadv.training import TrainConfig
+
+    names = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "epochs", "min_steps", "batch_size", "lr")
+    return TrainConfig(**{n: kwargs.pop(n) for n in names}, seed=seed, device=device)

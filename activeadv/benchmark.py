@@ -1,0 +1,286 @@
+"""Label efficiency by simulation: strategies x seeds on data with known labels.
+
+Protocol (../shared/benchmarks.md): the pool's labels are hidden and revealed by
+a ``SimulatedOracle`` on request; every strategy of a seed starts from the same
+random initial set; each round retrains from scratch with the same training
+settings for every strategy and records test accuracy (clean and FGSM).  The
+summary gives the normalised area under the learning curve (AULC), the labels
+needed to reach a target accuracy and the saving against random.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from activeadv.acquisition import DFAL, make_strategy, select
+from activeadv.data import ArrayPool, Dataset, Pool
+from activeadv.errors import ConfigError
+from activeadv.oracle import SimulatedOracle
+from activeadv.records import CurvePoint
+from activeadv.training import TrainConfig, evaluate, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    strategies: tuple[str, ...] = ("random", "entropy", "dfal")
+    initial: int = 20
+    query_size: int = 20
+    budget: int = 300
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    candidates: int | None = None  # score a random subset of the unlabeled pool each round
+    dfal_add_adversarial: bool = False
+    target_accuracy: float | None = None  # default: 95% of the full-pool accuracy
+    oracle_error: float = 0.0
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.initial < 1 or self.query_size < 1:
+            raise ConfigError("--initial and --query-size must be >= 1")
+        if self.budget < self.initial:
+            raise ConfigError(f"--budget ({self.budget}) is smaller than --initial ({self.initial})")
+        if not self.strategies:
+            raise ConfigError("no strategies given")
+        for name in self.strategies:
+            make_strategy(name)  # raises ConfigError on an unknown name
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            raise ConfigError("--target-accuracy must be in (0, 1]")
+
+
+@dataclass
+class SimulationResult:
+    dataset: str
+    config: SimulationConfig
+    points: list[CurvePoint]
+    reference_accuracy: float | None
+    target_accuracy: float
+    phase_seconds: dict[str, dict[str, float]]  # strategy -> phase -> mean seconds per round
+
+
+def held_out_split(dataset: Dataset, fraction: float = 0.2, seed: int = 0) -> tuple[Pool, Pool]:
+    """Pool and test split; datasets without one lose a fixed random ``fraction`` of the pool to testing."""
+    if dataset.test is not None:
+        return dataset.pool, dataset.test
+    pool = dataset.pool
+    if not pool.has_targets:
+        raise ConfigError("simulation needs known labels (a labelled dataset)")
+    ids = np.random.default_rng(seed).permutation(pool.ids)
+    cut = max(1, int(len(ids) * fraction))
+    test_ids, pool_ids = np.sort(ids[:cut]), np.sort(ids[cut:])
+    return _subset(pool, pool_ids), _subset(pool, test_ids)
+
+
+def _subset(pool: Pool, ids: np.ndarray) -> Pool:
+    """A materialised sub-pool keeping the parent's ids (small datasets only: used for splits)."""
+    x = pool.load(ids).numpy()
+    sub = ArrayPool(x, pool.class_names, pool.targets(ids), keys=[pool.key_of(i) for i in ids],
+                    clip_range=pool.clip_range)
+    return sub.with_ids(ids)
+
+
+def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
+             on_point: Callable[[CurvePoint], None] | None = None) -> SimulationResult:
+    """Run every strategy on every seed; returns all curve points and the target accuracy."""
+    pool, test = held_out_split(dataset)
+    if not pool.has_targets:
+        raise ConfigError("simulation needs known labels for the pool")
+    if cfg.budget > len(pool):
+        raise ConfigError(f"--budget {cfg.budget} is larger than the pool ({len(pool)} items)")
+    reference = None
+    target = cfg.target_accuracy
+    if target is None:
+        log.info("training once on all %d pool labels for the reference accuracy", len(pool))
+        model = train(pool, pool.ids, pool.targets(pool.ids), cfg.train, progress=progress)
+        reference = evaluate(model, test, replace(cfg.train, epsilon=0.0)).accuracy
+        target = 0.95 * reference
+    rounds = 1 + math.ceil((cfg.budget - cfg.initial) / cfg.query_size)
+    points: list[CurvePoint] = []
+    seconds: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    bar = tqdm(total=len(cfg.seeds) * len(cfg.strategies) * rounds, desc="simulate", unit="round",
+               disable=not progress)
+    for seed in cfg.seeds:
+        initial = np.sort(np.random.default_rng(seed).choice(pool.ids, cfg.initial, replace=False))
+        for name in cfg.strategies:
+            for point, phases in _run_curve(pool, test, name, seed, initial, cfg, rounds):
+                points.append(point)
+                for phase, sec in phases.items():
+                    seconds[name][phase].append(sec)
+                if on_point:
+                    on_point(point)
+                bar.set_postfix(strategy=name, seed=seed, labels=point.labels, acc=f"{point.accuracy:.3f}")
+                bar.update(1)
+    bar.close()
+    phase_means = {s: {p: float(np.mean(v)) for p, v in phases.items()} for s, phases in seconds.items()}
+    return SimulationResult(dataset.spec, cfg, points, reference, float(target), phase_means)
+
+
+def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray, cfg: SimulationConfig,
+               rounds: int):
+    """One learning curve: yields ``(CurvePoint, {phase: seconds})`` after each round."""
+    strategy = make_strategy(name)
+    oracle = SimulatedOracle(pool, error_rate=cfg.oracle_error, seed=seed)
+    rng = np.random.default_rng([seed, 1])  # selection randomness, independent of the initial set
+    labeled = initial.copy()
+    labels = oracle.answer(labeled)
+    extra_x: list[torch.Tensor] = []
+    extra_y: list[np.ndarray] = []
+    for round_no in range(rounds):
+        tcfg = replace(cfg.train, seed=seed * 1000 + round_no)  # same model seed for every strategy
+        t0 = time.perf_counter()
+        model = train(pool, labeled, labels, tcfg,
+                      extra_x=torch.cat(extra_x) if extra_x else None,
+                      extra_y=np.concatenate(extra_y) if extra_y else None)
+        t1 = time.perf_counter()
+        metrics = evaluate(model, test, tcfg)
+        t2 = time.perf_counter()
+        phases = {"train": t1 - t0, "evaluate": t2 - t1}
+        point = CurvePoint(name, seed, round_no, int(len(labeled)), metrics.accuracy, metrics.fgsm_accuracy)
+        remaining = cfg.budget - len(labeled)
+        if remaining <= 0 or round_no == rounds - 1:
+            yield point, phases
+            return
+        selection = select(strategy, model, pool, pool.ids, min(cfg.query_size, remaining), rng=rng,
+                           labeled_ids=labeled, subsample=cfg.candidates)
+        phases["select"] = time.perf_counter() - t2
+        oracle.request(selection, round_no)
+        names = {n: i for i, n in enumerate(pool.class_names)}
+        answers = oracle.collect()
+        new_ids = np.array([a.item_id for a in answers], dtype=np.int64)
+        new_labels = np.array([names[a.label] for a in answers], dtype=np.int64)
+        if cfg.dfal_add_adversarial and isinstance(strategy, DFAL) and len(new_ids):
+            extra_x.append(strategy.adversarial_examples(model, pool, new_ids))
+            extra_y.append(new_labels)
+        labeled = np.concatenate([labeled, new_ids])
+        labels = np.concatenate([labels, new_labels])
+        yield point, phases
+
+
+# ---------------------------------------------------------------- summaries
+def aulc(labels: Sequence[float], accuracy: Sequence[float]) -> float:
+    """Area under accuracy-vs-labels, normalised by the label range to [0, 1]."""
+    x, y = np.asarray(labels, dtype=float), np.asarray(accuracy, dtype=float)
+    if len(x) < 2 or x[-1] == x[0]:
+        return float(y.mean()) if len(y) else float("nan")
+    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
+
+
+def labels_to_target(labels: Sequence[int], accuracy: Sequence[float], target: float) -> int | None:
+    """Labels spent when the curve first reaches ``target`` (None if it never does)."""
+    for n, acc in zip(labels, accuracy):
+        if acc >= target:
+            return int(n)
+    return None
+
+
+def summarize(points: Sequence[CurvePoint], target: float, dataset: str = "",
+              reference_accuracy: float | None = None) -> dict[str, Any]:
+    """The ``summary.json`` payload: per strategy AULC, final accuracy, labels to target, saving vs random."""
+    curves: dict[str, dict[int, list[CurvePoint]]] = defaultdict(lambda: defaultdict(list))
+    for p in points:
+        curves[p.strategy][p.seed].append(p)
+    out: dict[str, Any] = {"dataset": dataset, "target_accuracy": target,
+                           "reference_accuracy": reference_accuracy, "strategies": {}}
+    for name, by_seed in curves.items():
+        aulcs, finals, reach, fgsm_finals = [], [], [], []
+        for seed_points in by_seed.values():
+            seed_points.sort(key=lambda p: p.round)
+            labels = [p.labels for p in seed_points]
+            accs = [p.accuracy for p in seed_points]
+            aulcs.append(aulc(labels, accs))
+            finals.append(accs[-1])
+            if seed_points[-1].fgsm_accuracy is not None:
+                fgsm_finals.append(seed_points[-1].fgsm_accuracy)
+            reach.append(labels_to_target(labels, accs, target))
+        reached = [r for r in reach if r is not None]
+        out["strategies"][name] = {
+            "seeds": len(by_seed),
+            "aulc_mean": float(np.mean(aulcs)),
+            "aulc_std": float(np.std(aulcs)),
+            "final_accuracy_mean": float(np.mean(finals)),
+            "final_accuracy_std": float(np.std(finals)),
+            "final_fgsm_accuracy_mean": float(np.mean(fgsm_finals)) if fgsm_finals else None,
+            # mean over the seeds that reached the target; `target_reached` says how many did
+            "labels_to_target_mean": float(np.mean(reached)) if reached else None,
+            "labels_to_target_std": float(np.std(reached)) if reached else None,
+            "target_reached": f"{len(reached)}/{len(reach)}",
+            "saving_vs_random": None,
+        }
+    base = out["strategies"].get("random", {}).get("labels_to_target_mean")
+    for stats in out["strategies"].values():
+        if base and stats["labels_to_target_mean"] is not None:
+            stats["saving_vs_random"] = 1.0 - stats["labels_to_target_mean"] / base
+    return out
+
+
+CURVE_FIELDS = ("strategy", "seed", "round", "labels", "accuracy", "fgsm_accuracy")
+
+
+def write_curves(points: Sequence[CurvePoint], path: Path) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CURVE_FIELDS)
+        for p in points:
+            writer.writerow([p.strategy, p.seed, p.round, p.labels, f"{p.accuracy:.6f}",
+                             "" if p.fgsm_accuracy is None else f"{p.fgsm_accuracy:.6f}"])
+
+
+def plot_curves(points: Sequence[CurvePoint], path: Path, *, target: float | None = None,
+                title: str = "") -> None:
+    """Mean accuracy against labels per strategy, with a +-1 std band across seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    by_strategy: dict[str, list[CurvePoint]] = defaultdict(list)
+    for p in points:
+        by_strategy[p.strategy].append(p)
+    for name, pts in by_strategy.items():
+        grid = sorted({p.labels for p in pts})
+        acc = [[p.accuracy for p in pts if p.labels == n] for n in grid]
+        mean = np.array([np.mean(a) for a in acc])
+        std = np.array([np.std(a) for a in acc])
+        ax.plot(grid, mean, marker="o", markersize=3, label=name)
+        ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+    if target:
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.3f}")
+    ax.set_xlabel("labels")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title or "learning curves")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_outputs(result: SimulationResult, out_dir: Path) -> dict[str, Any]:
+    """curves.csv, summary.json and learning_curves.png in ``out_dir``; returns the summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarize(result.points, result.target_accuracy, result.dataset, result.reference_accuracy)
+    summary["phase_seconds_per_round"] = result.phase_seconds
+    cfg = result.config
+    summary["settings"] = {"initial": cfg.initial, "query_size": cfg.query_size, "budget": cfg.budget,
+                           "seeds": list(cfg.seeds), "candidates": cfg.candidates,
+                           "dfal_add_adversarial": cfg.dfal_add_adversarial, "oracle_error": cfg.oracle_error,
+                           "train": cfg.train.to_dict()}
+    write_curves(result.points, out_dir / "curves.csv")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot_curves(result.points, out_dir / "learning_curves.png", target=result.target_accuracy,
+                title=f"{result.dataset}: accuracy vs labels")
+    return summary

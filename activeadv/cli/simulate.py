@@ -1,0 +1,109 @@
+"""``activeadv simulate``: label efficiency of strategies on data with known labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from activeadv.cli.common import (device_option, echo_json, json_option, parse_csv_list, quiet_option, seed_option,
+                                  train_config_from, train_options)
+
+
+@click.command("simulate")
+@click.option("--dataset", default="digits", show_default=True,
+              help="digits | idx:DIR | npz:FILE | folder:DIR (labels must be known).")
+@click.option("--classes", default=None, help="Comma-separated class names (default: from the data).")
+@click.option("--strategies", default="random,entropy,dfal", show_default=True,
+              help="Comma-separated: random, least-confidence, margin, entropy, coreset, dfal, fgsm-margin.")
+@click.option("--initial", type=int, default=20, show_default=True, help="Random labels to start from.")
+@click.option("--query-size", type=int, default=20, show_default=True, help="Labels asked per round.")
+@click.option("--budget", type=int, default=300, show_default=True, help="Total labels to spend.")
+@click.option("--seeds", type=int, default=5, show_default=True, help="Number of seeds (repetitions).")
+@seed_option
+@click.option("--candidates", type=int, default=None,
+              help="Score only a random subset of this many unlabeled items per round (large pools).")
+@click.option("--dfal-add-adversarial", is_flag=True,
+              help="DFAL: the queried point's DeepFool copy joins training with the annotator's label.")
+@click.option("--target-accuracy", type=float, default=None,
+              help="Accuracy for 'labels to target' (default: 95%% of a model trained on every pool label).")
+@click.option("--oracle-error", type=float, default=0.0, show_default=True,
+              help="Probability that the simulated annotator gives a wrong label.")
+@train_options
+@device_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/simulate"),
+              show_default=True, help="Folder for curves.csv, summary.json, learning_curves.png.")
+@quiet_option
+@json_option
+def simulate_command(dataset: str, classes: str | None, strategies: str, initial: int, query_size: int,
+                     budget: int, seeds: int, seed: int, candidates: int | None, dfal_add_adversarial: bool,
+                     target_accuracy: float | None, oracle_error: float, device: str, out_dir: Path, quiet: bool,
+                     as_json: bool, **train_kwargs) -> None:
+    """Compare selection strategies by simulation: hidden labels revealed on request.
+
+    Every strategy of a seed starts from the same random initial set; each
+    round retrains from scratch with the same settings and records test
+    accuracy (clean and under FGSM).  Writes curves.csv, summary.json and
+    learning_curves.png to --out and prints a table.
+
+    Example: activeadv simulate --dataset digits --strategies random,entropy,dfal
+    --initial 20 --query-size 20 --budget 300 --seeds 5 --out runs/digits
+    """
+    from activeadv.benchmark import SimulationConfig, simulate, write_outputs
+    from activeadv.data import load_dataset
+    from activeadv.errors import ConfigError
+    from activeadv.training import resolve_device
+
+    if seeds < 1:
+        raise ConfigError("--seeds must be >= 1")
+    if candidates is not None and candidates < 1:
+        raise ConfigError("--candidates must be >= 1")
+    resolve_device(device)  # fail fast on a bad --device
+    train_cfg = train_config_from(train_kwargs, seed=seed, device=device)
+    cfg = SimulationConfig(strategies=tuple(parse_csv_list(strategies)), initial=initial, query_size=query_size,
+                           budget=budget, seeds=tuple(range(seed, seed + seeds)), candidates=candidates,
+                           dfal_add_adversarial=dfal_add_adversarial, target_accuracy=target_accuracy,
+                           oracle_error=oracle_error, train=train_cfg)
+    data = load_dataset(dataset, class_names=parse_csv_list(classes) if classes else None)
+    result = simulate(data, cfg, progress=not quiet)
+    summary = write_outputs(result, out_dir)
+    _save_to_store(result, summary)
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(format_summary(summary))
+    click.echo(f"wrote {out_dir / 'curves.csv'}, {out_dir / 'summary.json'}, {out_dir / 'learning_curves.png'}")
+
+
+def _save_to_store(result, summary) -> None:
+    """Record the run in the project database when one is configured (so `report` can show it)."""
+    import os
+
+    url = os.environ.get("ACTIVEADV_DATABASE_URL")
+    if not url:
+        return
+    try:
+        from activeadv.store import Store
+    except ImportError:  # store not installed in this build
+        return
+    store = Store.open(url)
+    store.save_simulation(result.dataset, summary.get("settings", {}), result.points, summary)
+
+
+def format_summary(summary: dict) -> str:
+    ref = summary.get("reference_accuracy")
+    lines = [f"dataset {summary['dataset']}: target accuracy {summary['target_accuracy']:.4f}"
+             + (f" (95% of {ref:.4f}, every pool label)" if ref else "")]
+    header = f"{'strategy':<18}{'AULC':>16}{'final acc':>16}{'labels to target':>20}{'saving':>9}"
+    lines += [header, "-" * len(header)]
+    for name, s in summary["strategies"].items():
+        reach = ("-" if s["labels_to_target_mean"] is None
+                 else f"{s['labels_to_target_mean']:.0f}±{s['labels_to_target_std']:.0f} ({s['target_reached']})")
+        saving = "-" if s["saving_vs_random"] is None else f"{100 * s['saving_vs_random']:+.0f}%"
+        lines.append(f"{name:<18}{s['aulc_mean']:>9.4f}±{s['aulc_std']:.4f}"
+                     f"{s['final_accuracy_mean']:>9.4f}±{s['final_accuracy_std']:.4f}{reach:>20}{saving:>9}")
+    return "\n".join(lines)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(simulate_command)

@@ -1,0 +1,104 @@
+"""Dataset specs: IDX (plain and gzip), npz, image folders (corrupt files skipped), bad input."""
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from activeadv.data import load_dataset, read_idx
+from activeadv.errors import DataError
+
+MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
+
+
+def _write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_folder_round_trip(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (30, 5, 4)), rng.integers(0, 3, 30)
+    tx, ty = rng.integers(0, 256, (6, 5, 4)), np.array([0, 1, 2, 0, 1, 2])
+    sfx = ".gz" if gz else ""
+    _write_idx(tmp_path / f"train-images-idx3-ubyte{sfx}", x, gz)
+    _write_idx(tmp_path / f"train-labels-idx1-ubyte{sfx}", y, gz)
+    _write_idx(tmp_path / f"t10k-images-idx3-ubyte{sfx}", tx, gz)
+    _write_idx(tmp_path / f"t10k-labels-idx1-ubyte{sfx}", ty, gz)
+    ds = load_dataset(f"idx:{tmp_path}")
+    assert len(ds.pool) == 30 and len(ds.test) == 6
+    assert ds.pool.input_shape == (1, 5, 4)
+    np.testing.assert_allclose(ds.pool.load([3]).numpy()[0, 0], x[3] / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(ds.pool.targets(ds.pool.ids), y)
+
+
+def test_truncated_idx_is_a_data_error(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    _write_idx(path, np.zeros((4, 3, 3)), gz=False)
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(DataError, match="expected 36 values"):
+        read_idx(path)
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason="shared MNIST not present")
+def test_reads_shared_mnist_in_place():
+    ds = load_dataset(f"idx:{MNIST}")
+    assert len(ds.pool) == 60000 and len(ds.test) == 10000
+    assert ds.pool.input_shape == (1, 28, 28)
+    assert ds.pool.targets([0])[0] == 5  # the famous first MNIST training digit
+
+
+def test_npz_with_and_without_labels(tmp_path):
+    x = np.random.default_rng(0).random((10, 6)).astype(np.float32)
+    np.savez(tmp_path / "a.npz", x=x, y=np.arange(10) % 2, class_names=np.array(["cat", "dog"]))
+    ds = load_dataset(f"npz:{tmp_path / 'a.npz'}")
+    assert ds.class_names == ["cat", "dog"] and ds.pool.clip_range is None and ds.pool.input_shape == (6,)
+    np.savez(tmp_path / "b.npz", x=x)
+    with pytest.raises(DataError, match="--classes"):
+        load_dataset(f"npz:{tmp_path / 'b.npz'}")
+    assert not load_dataset(f"npz:{tmp_path / 'b.npz'}", class_names=["a", "b"]).pool.has_targets
+
+
+def test_image_folder_by_class_skips_corrupt_images(tmp_path, caplog):
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((12, 10), 40 * i, dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "dog" / "broken.png").write_bytes(b"not an image at all")
+    ds = load_dataset(f"folder:{tmp_path}")
+    assert ds.class_names == ["cat", "dog"]
+    assert len(ds.pool) == 6 and "dog/broken.png" not in ds.pool.keys
+    assert "broken.png" in caplog.text
+    assert ds.pool.input_shape == (1, 12, 10)  # (C, H, W) of a 12-row image
+    batches = list(ds.pool.batches(ds.pool.ids, 4))
+    assert [len(ids) for ids, _ in batches] == [4, 2]
+    assert ds.pool.key_of(0) == "cat/0.png"
+
+
+def test_folder_fingerprint_finds_same_content(tmp_path):
+    (tmp_path / "a").mkdir()
+    img = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8))
+    img.save(tmp_path / "a" / "one.png")
+    img.save(tmp_path / "a" / "two.png")
+    pool = load_dataset(f"folder:{tmp_path}").pool
+    assert pool.fingerprint(0) == pool.fingerprint(1)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("mnist", "unknown dataset"),
+    ("idx:/no/such/dir", "not found"),
+    ("folder:", "needs a path"),
+])
+def test_bad_specs(spec, message):
+    with pytest.raises(DataError, match=message):
+        load_dataset(spec)
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(DataError, match="no images"):
+        load_dataset(f"folder:{tmp_path}")
