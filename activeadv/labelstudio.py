@@ -211,6 +211,13 @@ class SyncResult:
     def ties(self) -> list[int]:
         return [d.item_id for d in self.disagreements if d.tie]
 
+    def for_store(self) -> list[Annotation]:
+        """The labels and skips, plus each refused label as an ``Annotation`` so that a store
+        validating labels keeps it among its rejects (reported, never trained on)."""
+        refused = [Annotation(r.item_id, r.label, "annotator", r.annotator, r.external_id, r.updated_at)
+                   for r in self.rejects if r.item_id is not None and r.label is not None]
+        return [*self.annotations, *refused]
+
 
 # -------------------------------------------------------------------- parsing
 def parse_time(value: Any) -> datetime | None:
@@ -734,6 +741,8 @@ class LabelStudioOracle:
     * ``get_cursor() -> datetime | None`` and ``set_cursor(datetime)``: the sync cursor; the cursor
       should be saved by the caller *after* it stored the annotations ``collect`` returned.
     * ``top_k``: how many of a selection to send (None: all).
+    * ``model_version(round_id) -> str``: the predictions' ``model_version`` (default the id itself;
+      the store wiring uses the round number people see in ``activeadv status``).
     """
 
     def __init__(self, client: LabelStudioClient, project_id: int, class_names: Sequence[str], *,
@@ -742,8 +751,10 @@ class LabelStudioOracle:
                  on_created: Callable[[int, dict[int, int]], None] | None = None,
                  get_cursor: Callable[[], datetime | None] | None = None,
                  set_cursor: Callable[[datetime], None] | None = None,
-                 top_k: int | None = None) -> None:
+                 top_k: int | None = None,
+                 model_version: Callable[[int], str] = str) -> None:
         self.client = client
+        self.model_version = model_version
         self.project_id = int(project_id)
         self.class_names = list(class_names)
         self.image_ref = image_ref
@@ -780,11 +791,14 @@ class LabelStudioOracle:
             if self._on_created:
                 self._on_created(round_id, new)
 
-        self.client.push_tasks(self.project_id, items, model_version=str(round_id),
+        self.client.push_tasks(self.project_id, items, model_version=self.model_version(round_id),
                                known=self.known_tasks(), on_created=created)
 
     def collect(self) -> list[Annotation]:
         """Resolved labels (and skips) since the last stored cursor; never blocks.
+
+        Refused labels come too (``SyncResult.for_store``): the store checks every
+        label against the classes and keeps unknown ones as rejects.
 
         The cursor moves lazily: the cursor of one ``collect`` is saved (through
         ``set_cursor``) at the start of the next one, or by ``commit()``, i.e. once
@@ -796,7 +810,7 @@ class LabelStudioOracle:
         result = self.client.pull_annotations(self.project_id, self.class_names, self.get_cursor())
         self.last_sync = result
         self._pending = result.cursor
-        return result.annotations
+        return result.for_store()
 
     def commit(self) -> None:
         """Save the cursor of the last ``collect`` (call after its labels are stored)."""

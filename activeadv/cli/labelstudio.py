@@ -149,7 +149,8 @@ def store_oracle(store: Any, project: Any, pool: Any, client: Any, *, files_root
         on_created=lambda round_id, new: store.set_task_ids(round_id, new),
         get_cursor=lambda: store.get_project(project.name).ls_last_sync,
         set_cursor=lambda when: store.set_sync_cursor(project.id, when),
-        top_k=top_k)
+        top_k=top_k,
+        model_version=lambda round_id: str(store.get_round(round_id).number))
 
 
 # -------------------------------------------------------------- server group
@@ -370,19 +371,16 @@ def sync_command(project_name: str | None, ls_url: str | None, database_url: str
 
     Example: activeadv sync
     """
-    from activeadv.records import Annotation
-
     with _open(database_url) as store:
         project = store.get_project(project_name)
         ls_pid = _linked(project)
         client = connect_for(ls_url, project)
         result = client.pull_annotations(ls_pid, project.class_names, project.ls_last_sync)
         # refused labels go to the store's reject table too, so `status` counts them
-        refused = [Annotation(r.item_id, r.label, "annotator", r.annotator, r.external_id, r.updated_at)
-                   for r in result.rejects if r.item_id is not None and r.label is not None]
-        with _bar(len(result.annotations) + len(refused), "sync", quiet) as bar:
-            counts = store.add_labels(project.id, [*result.annotations, *refused])
-            bar.update(len(result.annotations) + len(refused))
+        batch = result.for_store()
+        with _bar(len(batch), "sync", quiet) as bar:
+            counts = store.add_labels(project.id, batch)
+            bar.update(len(batch))
         if result.cursor is not None:
             store.set_sync_cursor(project.id, result.cursor)
     payload = {"labels": counts.added, "duplicates": counts.duplicates, "superseded": counts.superseded,

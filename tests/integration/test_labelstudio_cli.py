@@ -89,3 +89,37 @@ def test_failures_are_one_line_errors_without_the_token(env, monkeypatch):
     result = run("labelstudio", "link", "--url", f"http://127.0.0.1:{port}", ok=False)
     assert result.exit_code == 1 and "unreachable" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_rounds_with_the_label_studio_oracle_wired_to_the_store(env):
+    """loop.run_round with store_oracle: seed round pushes, a person (simulated) answers, the next round trains."""
+    from activeadv.cli.labelstudio import link_project, store_oracle
+    from activeadv.loop import RoundOptions, project_dataset, run_round, train_config_for
+    from activeadv.store import Store
+
+    run("init", "demo", "--dataset", "digits", "-q")
+    client = L.connect(URL, TOKEN)  # type: ignore[arg-type]
+    with Store.open(os.environ["ACTIVEADV_DATABASE_URL"]) as store:
+        project = link_project(store, store.get_project(), client)
+        try:
+            data = project_dataset(store, project)
+            cfg = train_config_for(project, epochs=1, min_steps=5, adv="none", device="cpu")
+            opts = RoundOptions(strategy="entropy", query_size=5, initial=10)
+            oracle = store_oracle(store, project, data.pool, client)
+            run_round(store, project, data, oracle, cfg, opts, env / "ckpt")
+            assert client.project_counts(project.ls_project_id)["open"] == 10
+            assert len(store.task_ids(store.rounds(project.id)[0].id)) == 10  # the map is in the store
+
+            truth = {int(i): data.class_names[int(t)] for i, t in zip(data.pool.ids, data.pool.targets(data.pool.ids))}
+            client.annotate_open_tasks(project.ls_project_id, truth.__getitem__)
+            oracle = store_oracle(store, project, data.pool, client)  # a new process knows only the store
+            result = run_round(store, project, data, oracle, cfg, opts, env / "ckpt")
+            oracle.commit()
+            assert result.labels == 10 and len(result.selection) == 5
+            tasks = [L._as_dict(t) for t in client.sdk.tasks.list(project=project.ls_project_id, fields="all")]
+            assert len(tasks) == 15  # nothing pushed twice although pending requests are re-sent each round
+            newest = [t for t in tasks if t["predictions"] and t["predictions"][0]["model_version"] == "1"]  # round 1
+            assert len(newest) == 5 and all(0 < t["predictions"][0]["score"] <= 1 for t in newest)
+            assert store.get_project(project.name).ls_last_sync is not None
+        finally:
+            client.sdk.projects.delete(project.ls_project_id)
