@@ -139,16 +139,32 @@ def local_file_url(path: Path | str, files_root: Path | str) -> str:
     return "/data/local-files/?d=" + quote(rel.as_posix(), safe="/")
 
 
+def served_from_disk(pool: Any, files_root: Path | str | None) -> bool:
+    """True when ``pool`` is an image folder below ``files_root`` (Label Studio can serve its files)."""
+    root = getattr(pool, "root", None)
+    if files_root is None or root is None or not hasattr(pool, "path_of"):
+        return False
+    try:
+        Path(root).expanduser().resolve().relative_to(Path(files_root).expanduser().resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def pool_image_refs(pool: Any, item_ids: Sequence[int], *, files_root: Path | str | None = None,
                     min_size: int = 64) -> dict[int, str]:
     """``item_id -> image reference`` for a ``data.Pool`` (duck-typed: no torch import here).
 
-    Folder pools (``path_of``) become local-file URLs when ``files_root`` is
-    given; in-memory pools (digits, IDX, npz) become inline PNG data URIs.
+    Folder pools (``path_of``) below ``files_root`` become local-file URLs;
+    in-memory pools (digits, IDX, npz), and folders Label Studio cannot serve,
+    become inline PNG data URIs.
     """
     ids = [int(i) for i in item_ids]
+    if served_from_disk(pool, files_root):
+        return {i: local_file_url(pool.path_of(i), files_root) for i in ids}  # type: ignore[arg-type]
     if hasattr(pool, "path_of") and files_root is not None:
-        return {i: local_file_url(pool.path_of(i), files_root) for i in ids}
+        log.warning("image folder %s is outside Label Studio's files root %s: sending images inline",
+                    getattr(pool, "root", "?"), files_root)
     if not getattr(pool, "is_image", True):
         raise LabelStudioError("this dataset holds feature vectors, not images: annotators could not see them")
     out: dict[int, str] = {}

@@ -126,9 +126,10 @@ def link_project(store: Any, project: Any, client: Any, *, ls_project_id: int | 
             (project.ls_url or "").rstrip("/") == client.url.rstrip("/"):
         ls_project_id = project.ls_project_id  # already linked: check it still exists and matches
     pid = client.ensure_project(f"activeadv {project.name}", list(project.class_names), ls_project_id)
-    root = getattr(pool, "root", None)
-    if root is not None and files_root is not None:
-        client.ensure_local_storage(pid, root)
+    from activeadv.labelstudio import served_from_disk
+
+    if served_from_disk(pool, files_root):
+        client.ensure_local_storage(pid, pool.root)
     return store.update_project(project.id, ls_url=client.url, ls_project_id=pid)
 
 
@@ -303,7 +304,7 @@ def push_command(project_name: str | None, top_k: int | None, ls_url: str | None
 
     Example: activeadv push --top 20
     """
-    from activeadv.labelstudio import PushItem, pool_image_refs
+    from activeadv.labelstudio import PushItem, pool_image_refs, served_from_disk
 
     if top_k is not None and top_k < 1:
         raise ConfigError("--top must be >= 1")
@@ -322,7 +323,7 @@ def push_command(project_name: str | None, top_k: int | None, ls_url: str | None
             _report_push(as_json, 0, 0, len(rows), client.url, ls_pid)
             return
         pool = _pool(store, project)
-        if root is not None and getattr(pool, "root", None) is not None:
+        if served_from_disk(pool, root):
             client.ensure_local_storage(ls_pid, pool.root)
         ids = [r[2] for r in chosen]
         images = pool_image_refs(pool, ids, files_root=root)

@@ -123,3 +123,37 @@ def test_rounds_with_the_label_studio_oracle_wired_to_the_store(env):
             assert store.get_project(project.name).ls_last_sync is not None
         finally:
             client.sdk.projects.delete(project.ls_project_id)
+
+
+@pytest.mark.skipif(not os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
+                    reason="set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to the server's files root")
+def test_image_folder_is_served_from_disk(env):
+    import uuid
+
+    import httpx
+    import numpy as np
+    from PIL import Image
+
+    from activeadv.store import Store
+
+    files_root = os.environ["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"]
+    folder = os.path.join(files_root, f"activeadv-cli-{uuid.uuid4().hex[:8]}")
+    for cls in ("cat", "dog"):
+        os.makedirs(os.path.join(folder, cls))
+        for i in range(3):
+            Image.fromarray(np.full((20, 20), 40 * i, np.uint8)).save(os.path.join(folder, cls, f"{i}.png"))
+    run("init", "pets", "--dataset", f"folder:{folder}", "-q")
+    run("round", "--query-size", "2", "--initial", "2", "-q")
+    run("labelstudio", "link", "--files-root", files_root)
+    client = L.connect(URL, TOKEN)  # type: ignore[arg-type]
+    with Store.open(os.environ["ACTIVEADV_DATABASE_URL"]) as store:
+        ls_pid = store.get_project().ls_project_id
+    try:
+        assert "pushed 2 new task(s)" in run("push", "--files-root", files_root, "-q").output
+        for task in client.sdk.tasks.list(project=ls_pid, fields="all"):
+            image = L._as_dict(task)["data"]["image"]
+            assert image.startswith("/data/local-files/?d=")
+            resp = httpx.get(URL + image, headers={"Authorization": f"Token {TOKEN}"})  # type: ignore[operator]
+            assert resp.status_code == 200 and resp.content[:4] == b"\x89PNG"
+    finally:
+        client.sdk.projects.delete(ls_pid)

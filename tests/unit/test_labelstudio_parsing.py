@@ -239,6 +239,22 @@ class _ArrayPool:
         return np.stack([np.full((1, 8, 8), i / 10, np.float32) for i in ids])
 
 
+class _FolderPool(_ArrayPool):
+    def __init__(self, root):
+        self.root = root
+
+    def path_of(self, item_id):
+        return self.root / f"{item_id}.png"
+
+
+def test_pool_image_refs_folder_below_files_root_is_served_from_disk(tmp_path):
+    pool = _FolderPool(tmp_path / "imgs")
+    assert L.pool_image_refs(pool, [3], files_root=tmp_path) == {3: "/data/local-files/?d=imgs/3.png"}
+    elsewhere = L.pool_image_refs(pool, [3], files_root=tmp_path / "other")  # cannot be served: inline
+    assert elsewhere[3].startswith("data:image/png")
+    assert L.pool_image_refs(pool, [3])[3].startswith("data:image/png")
+
+
 def test_pool_image_refs_in_memory_pool_inline():
     refs = L.pool_image_refs(_ArrayPool(), [1, 2])
     assert set(refs) == {1, 2} and all(v.startswith("data:image/png") for v in refs.values())
