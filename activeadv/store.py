@@ -388,6 +388,7 @@ class Store:
             seen = {(src, ext) for src, ext in s.execute(
                 select(db.Label.source, db.Label.external_id)
                 .where(db.Label.project_id == project_id, db.Label.external_id.is_not(None)))}
+            batch: set[tuple] = set()
             for ann in anns:
                 item_id = int(ann.item_id)
                 reason = None
@@ -401,6 +402,11 @@ class Store:
                     problems.append(reason)
                     counts["rejected"] += self._reject(s, project_id, ann, reason, known)
                     continue
+                fingerprint = (item_id, ann.label, ann.source, ann.annotator, ann.external_id, ann.created_at)
+                if ann.external_id is None and fingerprint in batch:
+                    counts["duplicates"] += 1  # the same answer collected twice in one batch
+                    continue
+                batch.add(fingerprint)
                 waiting = pending.get(item_id, [])
                 if ann.skipped or ann.label is None:
                     for sel in waiting:

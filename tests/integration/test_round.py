@@ -50,9 +50,8 @@ def invoke(*args: str, ok: bool = True):
 
 
 def run_cli(tmp_path: Path, url: str, *args: str, env: dict | None = None, wait: bool = True):
-    full_env = {**os.environ, "ACTIVEADV_DATABASE_URL": url, "ACTIVEADV_CHECKPOINT_DIR": str(tmp_path / "ck"),
-                **(env or {})}
-    full_env.pop("ACTIVEADV_CRASH_AT", None) if not env or "ACTIVEADV_CRASH_AT" not in env else None
+    full_env = {k: v for k, v in os.environ.items() if k != "ACTIVEADV_CRASH_AT"}
+    full_env.update({"ACTIVEADV_DATABASE_URL": url, "ACTIVEADV_CHECKPOINT_DIR": str(tmp_path / "ck"), **(env or {})})
     proc = subprocess.Popen(CLI + list(args), cwd=tmp_path, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     if not wait:

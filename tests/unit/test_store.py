@@ -166,3 +166,21 @@ def test_simulation_runs_round_trip(store):
     (run,) = store.simulations("digits")
     assert run.id == run_id and run.points == tuple(pts) and run.summary == {"aulc": 0.6}
     assert store.simulations("other") == []
+
+
+def test_the_same_answer_twice_in_one_batch_is_stored_once(store, project):
+    p, ids = project
+    ann = Annotation(int(ids[2]), "cat", "oracle", "simulated")
+    counts = store.add_labels(p.id, [ann, ann])
+    assert (counts.added, counts.duplicates) == (1, 1)
+    assert len(store.label_rows(p.id, history=True)) == 1
+
+
+def test_lock_heartbeat_keeps_a_long_round_fresh(store, project):
+    import time
+
+    p, _ = project
+    with store.lock(p.id, heartbeat=0.05):
+        first = store.lock_holder(p.id)[2]
+        time.sleep(1.2)  # heartbeat_at has second resolution on some backends
+        assert store.lock_holder(p.id)[2] > first
