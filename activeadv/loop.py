@@ -142,6 +142,7 @@ def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle,
             _crash_point("requested")
         with _timed(timings, "collect"):
             counts = store.add_labels(project.id, oracle.collect())
+            _acknowledge(oracle)
         store.finish_round(rnd.id, timings)
         _crash_point("done")
     if counts.added:
@@ -176,6 +177,7 @@ def _collect(store: Store, project: ProjectInfo, oracle: Oracle, skip_round: int
         if round_id != skip_round and len(selection):
             oracle.request(selection, round_id)
     counts = store.add_labels(project.id, oracle.collect())
+    _acknowledge(oracle)
     if counts.added or counts.rejected:
         log.info("collected %d label(s), %d rejected", counts.added, counts.rejected)
 
@@ -217,6 +219,13 @@ def _select(store: Store, project: ProjectInfo, data: Dataset, rnd: RoundInfo, s
     return acquisition.select(strategy, model, data.pool, candidates, rnd.query_size, rng=rng,
                               labeled_ids=labeled, subsample=opts.subsample, batch_size=cfg.eval_batch_size,
                               progress=progress)
+
+
+def _acknowledge(oracle: Oracle) -> None:
+    """Tell an oracle that its last ``collect`` is safely stored (optional hook, e.g. Label Studio's sync cursor)."""
+    commit = getattr(oracle, "commit", None)
+    if callable(commit):
+        commit()
 
 
 @contextmanager

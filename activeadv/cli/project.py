@@ -242,6 +242,19 @@ class _NoOracle:
         return []
 
 
+def _make_oracle(kind: str, store, project, data, error_rate: float, seed: int):
+    if kind == "simulated":
+        from activeadv.oracle import SimulatedOracle
+
+        return SimulatedOracle(data.pool, error_rate=error_rate, seed=seed)
+    if kind == "labelstudio":
+        from activeadv.cli.labelstudio import _files_root, connect_for, store_oracle
+
+        client = connect_for(None, project)
+        return store_oracle(store, project, data.pool, client, files_root=_files_root(None, client.url))
+    return _NoOracle()
+
+
 @click.command("round")
 @project_option
 @click.option("--strategy", default="dfal", show_default=True,
@@ -249,8 +262,11 @@ class _NoOracle:
 @click.option("--query-size", type=int, default=20, show_default=True, help="Items to request this round.")
 @click.option("--initial", type=int, default=None,
               help="Size of the random seed set when the project has no labels yet [default: --query-size].")
-@click.option("--oracle", type=click.Choice(["simulated", "none"]), default="none", show_default=True,
-              help="simulated: answer from the dataset's known labels at once; none: wait for `labels import`.")
+@click.option("--oracle", type=click.Choice(["none", "simulated", "labelstudio"]), default="none",
+              show_default=True,
+              help="none: requests wait for `labels import`; simulated: answered at once from the dataset's "
+                   "known labels; labelstudio: sent as tasks to the linked Label Studio project and collected "
+                   "from it (see `activeadv labelstudio link`).")
 @click.option("--oracle-error", type=float, default=0.0, show_default=True,
               help="Simulated oracle: probability of a wrong label.")
 @click.option("--subsample", type=int, default=None, help="Score only this many random candidates (large pools).")
@@ -280,7 +296,6 @@ def round_command(ctx: click.Context, project_name: str | None, strategy: str, q
     Example: activeadv round --strategy dfal --query-size 20 --oracle simulated
     """
     from activeadv.loop import RoundOptions, project_dataset, run_round, train_config_for
-    from activeadv.oracle import SimulatedOracle
     from activeadv.training import resolve_device
 
     resolve_device(device)
@@ -290,8 +305,7 @@ def round_command(ctx: click.Context, project_name: str | None, strategy: str, q
         project = store.get_project(project_name)
         cfg = train_config_for(project, **_explicit_train_settings(ctx, train_kwargs), seed=seed, device=device)
         data = project_dataset(store, project)
-        answerer = SimulatedOracle(data.pool, error_rate=oracle_error, seed=seed) if oracle == "simulated" \
-            else _NoOracle()
+        answerer = _make_oracle(oracle, store, project, data, oracle_error, seed)
         result = run_round(store, project, data, answerer, cfg, opts,
                            checkpoint_dir or _default_checkpoint_dir(url), progress=not quiet,
                            force_unlock=force_unlock)

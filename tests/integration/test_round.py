@@ -61,8 +61,9 @@ def run_cli(tmp_path: Path, url: str, *args: str, env: dict | None = None, wait:
 
 
 @pytest.fixture
-def project(tmp_path, database_url):
+def project(tmp_path, database_url, monkeypatch):
     """A project on the tiny dataset with its seed round done (10 labels from the simulated oracle)."""
+    monkeypatch.setenv("ACTIVEADV_CHECKPOINT_DIR", str(tmp_path / "ck"))
     data = make_npz(tmp_path / "tiny.npz")
     invoke("init", "tiny", "--dataset", f"npz:{data}", "--db", database_url, "-q", *FAST)
     invoke("round", "--db", database_url, "--oracle", "simulated", "--query-size", "10", "-q",
