@@ -154,9 +154,12 @@ def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle,
 
 def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy_name: str) -> RoundInfo:
     labeled, _ = store.labels(project.id)
-    if len(labeled):
-        return store.start_round(project.id, strategy_name, opts.query_size)
     waiting = sum(len(sel) for _, sel in store.pending(project.id))
+    if len(labeled):
+        if waiting:
+            log.warning("%d requested item(s) are still unanswered; training on the %d labels there are",
+                        waiting, len(labeled))
+        return store.start_round(project.id, strategy_name, opts.query_size)
     if waiting:
         raise ConfigError(f"no labels yet: {waiting} requested item(s) are still waiting for annotators")
     if store.rounds(project.id):

@@ -91,13 +91,16 @@ class Store:
     @classmethod
     def open(cls, url: str) -> "Store":
         """Connect and check that the schema is at this version's head revision."""
-        store = cls(url)
-        database = store.url.database if store.url.get_backend_name() == "sqlite" else None
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ConfigError(f"not a database URL: '{url}' (e.g. sqlite:///activeadv.db)") from None
+        database = parsed.database if parsed.get_backend_name() == "sqlite" else None
         if database and database != ":memory:" and not database.startswith("file:") \
-                and not Path(database).expanduser().exists():
-            store.close()
+                and not Path(database).expanduser().exists():  # do not leave an empty file behind
             raise SchemaError(f"database file {database} does not exist: create a project with `activeadv init` "
                               f"or {UPGRADE_HINT}")
+        store = cls(url)
         try:
             store.check_schema()
         except BaseException:

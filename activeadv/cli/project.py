@@ -365,10 +365,11 @@ def status_command(project_name: str | None, database_url: str | None, as_json: 
     if not rounds:
         click.echo("no rounds yet: run `activeadv round`")
         return
-    click.echo(f"{'round':>5}  {'strategy':<22}{'state':<10}{'labels':>7}{'asked':>7}"
+    width = max(len("strategy"), *(len(r["strategy"]) for r in rounds)) + 2
+    click.echo(f"{'round':>5}  {'strategy':<{width}}{'state':<10}{'labels':>7}{'asked':>7}"
                f"{'accuracy':>10}{'FGSM':>8}{'PGD':>8}{'time':>9}")
     for r in rounds:
-        click.echo(f"{r['round']:>5}  {r['strategy'][:21]:<22}{r['state']:<10}{_n(r['labels']):>7}"
+        click.echo(f"{r['round']:>5}  {r['strategy']:<{width}}{r['state']:<10}{_n(r['labels']):>7}"
                    f"{_n(r['selected']):>7}{_pct(r['accuracy']):>10}{_pct(r['fgsm_accuracy']):>8}"
                    f"{_pct(r['pgd_accuracy']):>8}{r['seconds']:>8.1f}s")
 
