@@ -1,0 +1,164 @@
+"""``activeadv bench``: what scoring and a round cost, measured against a baseline in the same run."""
+
+from __future__ import annotations
+
+import click
+
+from activeadv.cli.common import (device_option, echo_json, json_option, parse_csv_list, quiet_option, seed_option,
+                                  train_config_from, train_options)
+
+threads_option = click.option("--threads", type=int, default=None,
+                              help="torch CPU threads (default: torch's own choice, usually the core count).")
+dataset_option = click.option("--dataset", default="digits", show_default=True,
+                              help="digits, idx:DIR, npz:FILE or folder:DIR (needs labels: the bench trains).")
+
+
+def _err(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _fmt(value: object, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@click.group("bench")
+def bench() -> None:
+    """Measure scoring throughput, round latency and memory (see docs/benchmarks.md)."""
+
+
+@bench.command("scoring")
+@dataset_option
+@click.option("--pool", "pool_size", type=int, default=10_000, show_default=True, help="Items ranked.")
+@click.option("--labels", type=int, default=1_000, show_default=True,
+              help="Labeled items the model is trained on first (a realistic decision boundary).")
+@click.option("--train-steps", type=int, default=300, show_default=True, help="Optimizer steps for that model.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Timed runs per method (after a warm-up).")
+@click.option("--batch-size", type=int, default=512, show_default=True, help="Batch for forward passes.")
+@click.option("--attack-batch-size", type=int, default=512, show_default=True, help="Batch for DeepFool/FGSM.")
+@click.option("--top", "top_fraction", type=float, default=0.01, show_default=True,
+              help="n of the top-n overlap with exact DeepFool, as a fraction of the pool.")
+@click.option("--third-party", type=int, default=200, show_default=True,
+              help="Images given to torchattacks/ART DeepFool when installed (0: skip).")
+@click.option("--methods", default=None, help="Comma-separated subset of the methods (default: all).")
+@threads_option
+@device_option
+@seed_option
+@json_option
+@quiet_option
+def scoring(dataset: str, pool_size: int, labels: int, train_steps: int, repeats: int, batch_size: int,
+            attack_batch_size: int, top_fraction: float, third_party: int, methods: str | None,
+            threads: int | None, device: str, seed: int, as_json: bool, quiet: bool) -> None:
+    """Images/s of every scoring method on one model and pool, with ratios and top-n overlap.
+
+    Forward-only and forward+backward (the unit) rates, each strategy, DFAL's
+    exact and fast modes and their shortcuts, and torchattacks/ART DeepFool
+    when installed: medians of --repeats runs after a warm-up, each paired
+    with a forward+backward probe so the ratios hold on a loaded machine.
+
+    Example: activeadv bench scoring --dataset idx:../shared/data/mnist --pool 10000 --json
+    """
+    from activeadv.bench import METHODS, ScoringBenchConfig, scoring_bench
+    from activeadv.training import TrainConfig
+
+    cfg = ScoringBenchConfig(
+        dataset=dataset, pool=pool_size, labels=labels, repeats=repeats, batch_size=batch_size,
+        attack_batch_size=attack_batch_size, top_fraction=top_fraction, third_party=third_party,
+        methods=tuple(parse_csv_list(methods)) if methods else METHODS, threads=threads, device=device, seed=seed,
+        train=TrainConfig(epochs=10, min_steps=train_steps, max_steps=train_steps))
+    result = scoring_bench(cfg, progress=not quiet, report=None if quiet else _err)
+    if as_json:
+        echo_json(result)
+        return
+    m = result["machine"]
+    click.echo(f"{m['cpu']} ({m['cpu_count']} cores), torch {m['torch']}, {m['torch_threads']} threads, "
+               f"device {m['device']}{' ' + m['gpu'] if 'gpu' in m else ''}")
+    click.echo(f"model {result['model']['parameters']:,} params, {result['model']['labels']} labels, test acc "
+               f"{_fmt(result['model'].get('test_accuracy'), '.3f')}; pool {result['pool']}, top-n n={result['top_n']}, "
+               f"medians of {repeats}")
+    click.echo(f"{'method':<22} {'img/s':>9} {'spread':>17} {'x unit':>7} {'overlap':>7} {'rho':>6} "
+               f"{'x torchatk':>10} {'x ART':>7}")
+    for row in result["rows"]:
+        lo, hi = row["spread"]
+        click.echo(f"{row['method']:<22} {row['images_per_s']:9.1f} {lo:8.1f}-{hi:<8.1f} {row['ratio_to_unit']:7.3f} "
+                   f"{_fmt(row.get('top_n_overlap'), '7.2f'):>7} {_fmt(row.get('rank_correlation'), '6.3f'):>6} "
+                   f"{_fmt(row.get('x_torchattacks'), '10.1f'):>10} {_fmt(row.get('x_art'), '7.1f'):>7}")
+    for method, why in result["skipped"].items():
+        click.echo(f"{method}: skipped, {why}")
+
+
+@bench.command("round")
+@dataset_option
+@click.option("--strategy", default="dfal", show_default=True, help="Strategy that scores the pool each round.")
+@click.option("--pool", "pool_size", type=int, default=None, help="Candidates per round (default: the whole pool).")
+@click.option("--initial", type=int, default=100, show_default=True, help="Random labels before round 0.")
+@click.option("--query", type=int, default=40, show_default=True, help="Items selected per round.")
+@click.option("--rounds", type=int, default=3, show_default=True)
+@train_options
+@threads_option
+@device_option
+@seed_option
+@json_option
+@quiet_option
+def round_(dataset: str, strategy: str, pool_size: int | None, initial: int, query: int, rounds: int,
+           threads: int | None, device: str, seed: int, as_json: bool, quiet: bool, **train_kwargs) -> None:
+    """Round latency by phase (train / evaluate / score / select) on a simulated project.
+
+    Engine only: no database and no Label Studio; the simulated annotators
+    answer from the dataset's labels at once.
+
+    Example: activeadv bench round --dataset idx:../shared/data/mnist --pool 10000 --rounds 3
+    """
+    from activeadv.bench import RoundBenchConfig, round_bench
+
+    train_cfg = train_config_from(train_kwargs, seed=seed, device=device)
+    cfg = RoundBenchConfig(dataset=dataset, strategy=strategy, pool=pool_size, initial=initial, query=query,
+                           rounds=rounds, train=train_cfg, threads=threads, device=device, seed=seed)
+    result = round_bench(cfg, progress=not quiet, report=None if quiet else _err)
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(f"{result['strategy']}, {rounds} rounds, {result['store']}")
+    click.echo(f"{'phase':<9} {'median s':>9} {'min':>8} {'max':>8}")
+    for phase, s in result["phases"].items():
+        click.echo(f"{phase:<9} {s['median']:9.2f} {s['min']:8.2f} {s['max']:8.2f}")
+
+
+@bench.command("rank")
+@dataset_option
+@click.option("--strategy", default="dfal", show_default=True)
+@click.option("--exact", is_flag=True, help="dfal: exact DeepFool on every item instead of the fast shortlist.")
+@click.option("--labels", type=int, default=200, show_default=True, help="Labels the model is trained on first.")
+@click.option("--train-steps", type=int, default=100, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--limit", type=int, default=None, help="Rank only the first N candidates.")
+@threads_option
+@device_option
+@seed_option
+@json_option
+@quiet_option
+def rank(dataset: str, strategy: str, exact: bool, labels: int, train_steps: int, batch_size: int,
+         limit: int | None, threads: int | None, device: str, seed: int, as_json: bool, quiet: bool) -> None:
+    """Rank a whole pool streamed from its source; report images/s and peak RSS vs the pool as one tensor.
+
+    Example: /usr/bin/time -v activeadv bench rank --dataset folder:/tmp/mnist200k --json
+    """
+    from activeadv.bench import rank_pool
+    from activeadv.training import TrainConfig
+
+    params = {"mode": "exact"} if exact and strategy == "dfal" else None
+    result = rank_pool(dataset, strategy, labels=labels, batch_size=batch_size, limit=limit, threads=threads,
+                       device=device, seed=seed, progress=not quiet, report=None if quiet else _err,
+                       train_cfg=TrainConfig(epochs=5, min_steps=train_steps, max_steps=train_steps),
+                       strategy_params=params)
+    if as_json:
+        echo_json(result)
+        return
+    mib = 1024 * 1024
+    click.echo(f"{result['ranked']:,} items ranked by {result['strategy']} in {result['rank_s']:.1f}s "
+               f"({result['images_per_s']:.0f} img/s); scan {result['scan_s']:.1f}s, train {result['train_s']:.1f}s")
+    click.echo(f"peak RSS {result['peak_rss_bytes'] / mib:.0f} MiB; the pool as one float32 tensor "
+               f"{result['pool_as_one_float32_tensor_bytes'] / mib:.0f} MiB")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(bench)
