@@ -14,11 +14,27 @@ from activeadv.cli import cli
 URL = os.environ.get("LABEL_STUDIO_URL")
 TOKEN = os.environ.get("LABEL_STUDIO_API_KEY")
 
+#: scripts/test.sh sets this so that a missing server fails the run instead of skipping silently
+REQUIRED = os.environ.get("ACTIVEADV_REQUIRE_LABEL_STUDIO") == "1"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when ``condition`` is false, but fail when the run requires Label Studio (scripts/test.sh)."""
+    if not condition:
+        (pytest.fail if REQUIRED else pytest.skip)(reason)
+
+
 pytestmark = [
     pytest.mark.labelstudio,
-    pytest.mark.skipif(not (URL and TOKEN), reason="needs a running Label Studio: set LABEL_STUDIO_URL and "
-                       "LABEL_STUDIO_API_KEY (e.g. `activeadv labelstudio start --port 8089`)"),
+    pytest.mark.skipif(not (URL and TOKEN) and not REQUIRED, reason="needs a running Label Studio: set "
+                       "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (e.g. `activeadv labelstudio start --port 8089`)"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _server_required() -> None:
+    require(bool(URL and TOKEN), "ACTIVEADV_REQUIRE_LABEL_STUDIO=1 but LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY "
+            "are not set")
 
 
 @pytest.fixture()
@@ -125,9 +141,9 @@ def test_rounds_with_the_label_studio_oracle_wired_to_the_store(env):
             client.sdk.projects.delete(project.ls_project_id)
 
 
-@pytest.mark.skipif(not os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
-                    reason="set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to the server's files root")
 def test_image_folder_is_served_from_disk(env):
+    require(bool(os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")),
+            "set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to the server's files root")
     import uuid
 
     import httpx

@@ -27,11 +27,27 @@ URL = os.environ.get("LABEL_STUDIO_URL")
 TOKEN = os.environ.get("LABEL_STUDIO_API_KEY")
 FILES_ROOT = os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
 
+#: scripts/test.sh sets this so that a missing server fails the run instead of skipping silently
+REQUIRED = os.environ.get("ACTIVEADV_REQUIRE_LABEL_STUDIO") == "1"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when ``condition`` is false, but fail when the run requires Label Studio (scripts/test.sh)."""
+    if not condition:
+        (pytest.fail if REQUIRED else pytest.skip)(reason)
+
+
 pytestmark = [
     pytest.mark.labelstudio,
-    pytest.mark.skipif(not (URL and TOKEN), reason="needs a running Label Studio: set LABEL_STUDIO_URL and "
-                       "LABEL_STUDIO_API_KEY (e.g. `activeadv labelstudio start --port 8089`)"),
+    pytest.mark.skipif(not (URL and TOKEN) and not REQUIRED, reason="needs a running Label Studio: set "
+                       "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (e.g. `activeadv labelstudio start --port 8089`)"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _server_required() -> None:
+    require(bool(URL and TOKEN), "ACTIVEADV_REQUIRE_LABEL_STUDIO=1 but LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY "
+            "are not set")
 
 CLASSES = ["zero", "one", "two"]
 
@@ -236,8 +252,8 @@ def test_oracle_round_trip(client, project):
 
 
 # ---------------------------------------------------------------- images
-@pytest.mark.skipif(not FILES_ROOT, reason="set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to the server's files root")
 def test_image_files_are_served_through_local_files_storage(client, project):
+    require(bool(FILES_ROOT), "set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to the server's files root")
     from PIL import Image
 
     folder = Path(FILES_ROOT) / f"activeadv-test-{uuid.uuid4().hex[:8]}"  # type: ignore[arg-type]
@@ -269,9 +285,9 @@ def test_unreachable_server_is_a_one_line_error():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not lsserver.label_studio_bin().exists(), reason="Label Studio not installed in ACTIVEADV_HOME")
 def test_server_stopped_mid_push_then_restarted(tmp_path):
     """A private server: push part, stop it, the push fails in one line, restart, the re-push completes exactly."""
+    require(lsserver.label_studio_bin().exists(), "Label Studio is not installed in $ACTIVEADV_HOME/ls-venv")
     cfg = lsserver.ServerConfig(data_dir=tmp_path / "ls", port=free_port(), token="restart-" + uuid.uuid4().hex,
                                 files_root=tmp_path)
     info = lsserver.start(cfg, timeout=240)
