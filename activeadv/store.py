@@ -366,6 +366,19 @@ class Store:
         ``LabelError`` and store nothing at all.
         """
         anns = sorted(annotations, key=lambda a: _to_db_time(a.created_at) if a.created_at else datetime.max)
+        for attempt in range(3):
+            try:
+                return self._add_labels_once(project_id, anns, strict)
+            except IntegrityError:
+                # Another process stored some of the same annotations first (e.g. a sync
+                # beside a round); a second pass sees them and counts them as duplicates.
+                if attempt == 2:
+                    raise ConfigError("labels keep conflicting with another writer; try again") from None
+                log.info("concurrent label write; retrying")
+        raise AssertionError("unreachable")
+
+    def _add_labels_once(self, project_id: int, anns: list[records.Annotation],
+                         strict: bool) -> records.LabelCounts:
         counts = dict(added=0, duplicates=0, superseded=0, skipped=0, rejected=0)
         problems: list[str] = []
         now = db.utcnow()

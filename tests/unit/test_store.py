@@ -184,3 +184,20 @@ def test_lock_heartbeat_keeps_a_long_round_fresh(store, project):
         first = store.lock_holder(p.id)[2]
         time.sleep(1.2)  # heartbeat_at has second resolution on some backends
         assert store.lock_holder(p.id)[2] > first
+
+
+def test_two_writers_storing_the_same_annotations_store_them_once(store, project, database_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    p, ids = project
+    anns = [Annotation(int(i), "cat", "annotator", "ann", f"ls-{i}", T0) for i in ids]
+    stores = [Store.open(database_url) for _ in range(2)]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda s: s.add_labels(p.id, anns), stores))
+    finally:
+        for s in stores:
+            s.close()
+    assert sum(r.added for r in results) == len(ids)
+    assert sum(r.duplicates for r in results) == len(ids)
+    assert len(store.label_rows(p.id, history=True)) == len(ids)
