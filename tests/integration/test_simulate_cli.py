@@ -1,0 +1,78 @@
+"""`activeadv simulate` end to end: a real subprocess on digits, and bad input through CliRunner."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from activeadv.cli import cli
+
+FAST = ["--epochs", "1", "--min-steps", "15", "--quiet"]
+
+
+@pytest.mark.slow
+def test_simulate_subprocess_writes_curves_summary_and_plot(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "activeadv", "simulate", "--dataset", "digits",
+           "--strategies", "random,entropy,dfal,fgsm-margin", "--initial", "20", "--query-size", "10",
+           "--budget", "40", "--seeds", "2", "--out", str(out), *FAST]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert "target accuracy" in proc.stdout and "dfal" in proc.stdout
+    rows = list(csv.DictReader(open(out / "curves.csv")))
+    assert set(rows[0]) == {"strategy", "seed", "round", "labels", "accuracy", "fgsm_accuracy"}
+    # 4 strategies x 2 seeds x 3 rounds (20, 30, 40 labels)
+    assert len(rows) == 24
+    assert sorted({int(r["labels"]) for r in rows}) == [20, 30, 40]
+    # every strategy of a seed starts from the same initial set, so round 0 is identical
+    first = {(r["seed"], r["accuracy"]) for r in rows if r["round"] == "0"}
+    assert len(first) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "digits"
+    assert 0 < summary["target_accuracy"] < 1 and summary["reference_accuracy"] > 0.5
+    for name in ("random", "entropy", "dfal", "fgsm-margin"):
+        stats = summary["strategies"][name]
+        for key in ("aulc_mean", "aulc_std", "final_accuracy_mean", "final_accuracy_std",
+                    "labels_to_target_mean", "saving_vs_random"):
+            assert key in stats
+        assert 0 <= stats["aulc_mean"] <= 1
+    png = (out / "learning_curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_simulate_is_deterministic_with_seed(tmp_path):
+    runner = CliRunner()
+    args = ["simulate", "--strategies", "random,margin", "--initial", "10", "--query-size", "5", "--budget", "15",
+            "--seeds", "1", "--target-accuracy", "0.5", "--json", *FAST]
+    a = runner.invoke(cli, [*args, "--out", str(tmp_path / "a")])
+    b = runner.invoke(cli, [*args, "--out", str(tmp_path / "b")])
+    assert a.exit_code == 0, a.output
+    assert (tmp_path / "a" / "curves.csv").read_text() == (tmp_path / "b" / "curves.csv").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "nope"], "unknown dataset 'nope'"),
+    (["--dataset", "idx:/no/such/folder"], "not found"),
+    (["--strategies", "random,magic"], "unknown strategy 'magic'"),
+    (["--epsilon", "-0.1"], "--epsilon must be >= 0"),
+    (["--alpha", "1.5"], "--alpha must be in [0, 1]"),
+    (["--budget", "5000"], "larger than the pool"),
+    (["--budget", "10", "--initial", "20"], "smaller than --initial"),
+])
+def test_bad_input_is_one_line_error(tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["simulate", "--out", str(tmp_path), "--target-accuracy", "0.5", *args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0  # one line
+
+
+def test_empty_image_folder_is_one_line_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["simulate", "--dataset", f"folder:{tmp_path / 'empty'}", "--out",
+                                      str(tmp_path / "o")])
+    assert result.exit_code == 1 and "no images found" in result.output
