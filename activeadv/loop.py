@@ -125,6 +125,7 @@ def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle,
             rnd = _start(store, project, opts, repr(strategy))
         else:
             log.info("resuming round %d (%s)", rnd.number, rnd.state)
+            strategy = _resumed_strategy(rnd, strategy)
         seed_round = rnd.strategy == SEED_STRATEGY
         model, metrics = None, rnd.metrics
         if rnd.state == "open" and not seed_round:
@@ -150,6 +151,15 @@ def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle,
     done = store.get_round(rnd.id)
     return RoundResult(round=done.number, labels=done.labels_used or 0, metrics=metrics,  # type: ignore[arg-type]
                        selection=store.selection(rnd.id), timings=done.timings)
+
+
+def _resumed_strategy(rnd: RoundInfo, asked: acquisition.Strategy) -> acquisition.Strategy:
+    """An interrupted round is finished with the strategy it started with, whatever --strategy says now."""
+    name = rnd.strategy.split("(", 1)[0]
+    if rnd.strategy == SEED_STRATEGY or rnd.strategy == repr(asked) or name not in acquisition.STRATEGIES:
+        return asked
+    log.warning("finishing round %d with its own strategy %s (not %r)", rnd.number, rnd.strategy, asked)
+    return acquisition.make_strategy(name) if name != asked.name else asked
 
 
 def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy_name: str) -> RoundInfo:

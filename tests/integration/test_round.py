@@ -181,12 +181,16 @@ def test_crash_at_any_phase_then_rerun_finishes_the_round(project, tmp_path, pha
     assert code == 75, err
     with Store.open(url) as store:
         assert store.lock_holder(store.get_project().id) is not None  # the dead process left its lock
-    code, out, err = run_cli(tmp_path, url, *args)
+    # rerun with another strategy: an unfinished round still ends with the one it started with
+    code, out, err = run_cli(tmp_path, url, *args[:-2], "entropy", "-q")
     assert code == 0, err
     # a crash after the round was done leaves nothing to finish: the rerun is the next round
     expected = [0, 1, 2] if phase == "done" else [0, 1]
     info = check_integrity(url, expected)
     assert info["labels"] == 10 + 7 * (len(expected) - 1)
+    # (a crash before the round was created leaves no round to finish: the rerun starts it with entropy)
+    first = "entropy" if phase == "collected" else "margin"
+    assert [r.strategy for r in info["rounds"]] == ["seed", first] + (["entropy"] if phase == "done" else [])
 
 
 @pytest.mark.slow
