@@ -167,13 +167,16 @@ def labels_import(csv_file: Path, project_name: str | None, database_url: str | 
     """
     with _open(database_url) as store:
         project = store.get_project(project_name)
-        annotations = _read_labels_csv(csv_file, store.item_keys(project.id, split="pool"), project.class_names)
+        annotations, blank = _read_labels_csv(csv_file, store.item_keys(project.id, split="pool"),
+                                              project.class_names)
         counts = store.add_labels(project.id, annotations, strict=True)
         click.echo(f"{csv_file}: {counts.added} label(s) added, {counts.duplicates} already stored, "
-                   f"{counts.superseded} replaced an older label")
+                   f"{counts.superseded} replaced an older label"
+                   + (f", {blank} row(s) without a label left for later" if blank else ""))
 
 
 def _read_labels_csv(path: Path, key_ids: dict[str, int], class_names: tuple[str, ...]):
+    """``(annotations, rows_without_label)``; ``LabelError`` on the first bad row (nothing is stored)."""
     from activeadv.records import Annotation
 
     try:
@@ -189,9 +192,12 @@ def _read_labels_csv(path: Path, key_ids: dict[str, int], class_names: tuple[str
     missing = {"key", "label"} - set(header)
     if missing:
         raise LabelError(f"{path}: missing column(s) {', '.join(sorted(missing))} (header: {','.join(header)})")
-    out = []
+    out, blank = [], 0
     for line, row in enumerate(rows, start=2):
         key, label = (row.get("key") or "").strip(), (row.get("label") or "").strip()
+        if not label:
+            blank += 1  # a requested item not annotated yet (`labels export --requested`)
+            continue
         if key not in key_ids:
             raise LabelError(f"{path}:{line}: unknown item key '{key}'; nothing was stored")
         if label not in class_names:
@@ -208,20 +214,41 @@ def _read_labels_csv(path: Path, key_ids: dict[str, int], class_names: tuple[str
             "\x1f".join((key, label, source, stamp, annotator or "")).encode()).hexdigest()
         out.append(Annotation(item_id=key_ids[key], label=label, source=source, annotator=annotator,
                               external_id=external, created_at=when))
-    return out
+    return out, blank
 
 
 @labels_group.command("export")
 @click.argument("csv_file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
 @click.option("--history", is_flag=True, help="Also the labels that newer ones replaced.")
+@click.option("--requested", is_flag=True,
+              help="Instead: the items waiting for a label (empty 'label' column to fill in, the model's "
+                   "guess in 'predicted'), for annotating without Label Studio and `labels import`.")
 @project_option
 @db_option
-def labels_export(csv_file: Path, history: bool, project_name: str | None, database_url: str | None) -> None:
+def labels_export(csv_file: Path, history: bool, requested: bool, project_name: str | None,
+                  database_url: str | None) -> None:
     """Write the project's current labels to CSV_FILE (re-importable as is)."""
+    csv_file.parent.mkdir(parents=True, exist_ok=True)
+    if requested:
+        with _open(database_url) as store:
+            project = store.get_project(project_name)
+            keys = {i: k for k, i in store.item_keys(project.id).items()}
+            pending = [(store.get_round(rid).number, sel) for rid, sel in store.pending(project.id)]
+        n = 0
+        with csv_file.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["key", "label", "source", "time", "predicted", "confidence", "round"])
+            for number, sel in pending:
+                for pos, item_id in enumerate(sel.item_ids):
+                    guess = "" if sel.predicted is None else project.class_names[int(sel.predicted[pos])]
+                    conf = "" if sel.confidence is None else f"{float(sel.confidence[pos]):.4f}"
+                    writer.writerow([keys[int(item_id)], "", "annotator", "", guess, conf, number])
+                    n += 1
+        click.echo(f"wrote {n} requested item(s) to {csv_file}: fill in 'label', then `activeadv labels import`")
+        return
     with _open(database_url) as store:
         project = store.get_project(project_name)
         rows = store.label_rows(project.id, history=history)
-    csv_file.parent.mkdir(parents=True, exist_ok=True)
     with csv_file.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS + (("current",) if history else ()))

@@ -230,3 +230,30 @@ def test_round_lock_held_elsewhere_is_refused(project):
         assert len(store.rounds(p.id)) == 1  # nothing was started
         result = invoke("round", "--db", url, "--oracle", "simulated", "-q", "--query-size", "4")
         assert len(store.rounds(p.id)) == 2
+
+
+def test_manual_workflow_without_an_annotation_server(tmp_path, sqlite_url):
+    """--oracle none: requests wait in the database; export them, fill in labels, import, next round."""
+    data = make_npz(tmp_path / "tiny.npz")
+    invoke("init", "tiny", "--dataset", f"npz:{data}", "--db", sqlite_url, "-q", *FAST)
+    assert "(seed): requested 6" in invoke("round", "--db", sqlite_url, "--query-size", "6", "-q").output
+    result = invoke("round", "--db", sqlite_url, "-q", ok=False)
+    assert result.exit_code == 1 and "6 requested item(s) are still waiting" in result.output
+    todo = tmp_path / "todo.csv"
+    invoke("labels", "export", "--requested", str(todo), "--db", sqlite_url)
+    rows = list(csv.DictReader(todo.open()))
+    assert len(rows) == 6 and all(r["label"] == "" for r in rows)
+    names = ["top", "middle", "bottom"]
+    for r in rows[:4]:
+        r["label"] = names[int(r["key"]) % 3]
+    with todo.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = invoke("labels", "import", str(todo), "--db", sqlite_url).output
+    assert "4 label(s) added" in out and "2 row(s) without a label" in out
+    status = json.loads(invoke("status", "--db", sqlite_url, "--json").output)
+    assert (status["labeled"], status["pending"]) == (4, 2)
+    out = invoke("round", "--db", sqlite_url, "--query-size", "5", "--strategy", "margin", "--json", "-q").output
+    assert json.loads(out)["labels_used"] == 4
+    assert json.loads(invoke("status", "--db", sqlite_url, "--json").output)["pending"] == 7
