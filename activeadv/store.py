@@ -482,8 +482,8 @@ class Store:
 
     def label_rows(self, project_id: int, *, history: bool = False) -> list[records.LabelRow]:
         """Stored labels with item keys and class names (current only unless ``history``), for export."""
+        names = self._by_id(project_id).class_names
         with self._session() as s:
-            names = s.get(db.Project, project_id).class_names  # type: ignore[union-attr]
             query = (select(db.Label, db.Item.key).join(db.Item, db.Item.id == db.Label.item_id)
                      .where(db.Label.project_id == project_id).order_by(db.Label.item_id, db.Label.created_at,
                                                                       db.Label.id))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import click
