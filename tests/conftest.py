@@ -4,7 +4,8 @@
 PostgreSQL (a uniquely named database created through the admin URL and dropped
 afterwards, so parallel runs never see each other's rows).  PostgreSQL cases
 are marked ``postgres`` and skipped, with the reason, only when the server
-cannot be reached.  Override the server with ``ACTIVEADV_TEST_POSTGRES_URL``.
+cannot be reached (and fail instead when ``ACTIVEADV_REQUIRE_POSTGRES`` is set,
+as ``scripts/test.sh`` does when it started the server).  Override the server with ``ACTIVEADV_TEST_POSTGRES_URL``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def postgres_url() -> Iterator[str]:
     """URL of a brand-new empty PostgreSQL database, dropped after the test."""
     problem = _postgres_unreachable()
     if problem:
+        if os.environ.get("ACTIVEADV_REQUIRE_POSTGRES"):  # CI (scripts/test.sh): must run, never skip
+            pytest.fail(f"{problem} (ACTIVEADV_REQUIRE_POSTGRES is set)")
         pytest.skip(problem)
     import sqlalchemy as sa
 
