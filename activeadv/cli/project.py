@@ -61,12 +61,15 @@ def _default_checkpoint_dir(url: str) -> Path:
 @click.argument("name")
 @click.option("--dataset", required=True, help="digits | idx:DIR | npz:FILE | folder:DIR.")
 @click.option("--classes", default=None, help="Comma-separated class names (default: from the data).")
+@click.option("--label-studio", "ls_url", default=None, metavar="URL",
+              help="Also create/link the project in this Label Studio (token from LABEL_STUDIO_API_KEY "
+                   "or the local server); same as `activeadv labelstudio link` afterwards.")
 @train_options
 @db_option
 @quiet_option
 @click.pass_context
-def init_command(ctx: click.Context, name: str, dataset: str, classes: str | None, database_url: str | None,
-                 quiet: bool, **train_kwargs) -> None:
+def init_command(ctx: click.Context, name: str, dataset: str, classes: str | None, ls_url: str | None,
+                 database_url: str | None, quiet: bool, **train_kwargs) -> None:
     """Create project NAME on a dataset and register its items (run again to add new files).
 
     Items are registered by stable key and content hash: a renamed file keeps
@@ -111,7 +114,15 @@ def init_command(ctx: click.Context, name: str, dataset: str, classes: str | Non
     parts = [f"{split} {len(r.ids)} items (+{r.added} new" + (f", {r.renamed} renamed" if r.renamed else "") + ")"
              for split, r in result.items()]
     click.echo(f"{verb} project '{name}' ({dataset}, {len(data.class_names)} classes): " + ", ".join(parts))
-    store.close()
+    try:
+        if ls_url:
+            from activeadv.cli.labelstudio import _files_root, connect_for, link_project
+
+            client = connect_for(ls_url, project)
+            project = link_project(store, project, client, files_root=_files_root(None, client.url), pool=data.pool)
+            click.echo(f"linked to Label Studio project {project.ls_project_id} at {project.ls_url}")
+    finally:
+        store.close()
 
 
 # -------------------------------------------------------------------------- db
