@@ -184,6 +184,32 @@ class FolderPool(Pool):
     def path_of(self, item_id: int) -> Path:
         return self._files[self._position[int(item_id)]]
 
+    def batches(self, ids: np.ndarray | Sequence[int], batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Stream ``(ids_chunk, inputs)``, decoding the next batch in a background thread.
+
+        The consumer's model runs while the next files are decoded (torch
+        releases the GIL), so at most two batches are in memory at a time.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        ids = np.asarray(ids, dtype=np.int64)
+        starts = range(0, len(ids), batch_size)
+        if len(starts) <= 1:
+            yield from super().batches(ids, batch_size)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="folder-decode") as executor:
+            pending = executor.submit(self.load, ids[:batch_size])
+            try:
+                for start in starts:
+                    chunk = ids[start : start + batch_size]
+                    x = pending.result()
+                    nxt = start + batch_size
+                    if nxt < len(ids):
+                        pending = executor.submit(self.load, ids[nxt : nxt + batch_size])
+                    yield chunk, x
+            finally:
+                pending.cancel()
+
     def _load_positions(self, positions: np.ndarray, ids: np.ndarray) -> torch.Tensor:
         from PIL import Image
 
