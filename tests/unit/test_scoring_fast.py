@@ -114,3 +114,25 @@ def test_mode_is_a_parameter_and_validated():
         make_strategy("dfal", mode="fastest")
     with pytest.raises(ConfigError):
         make_strategy("dfal", shortlist=0.0)
+
+
+def test_folder_batches_prefetch_equals_load_and_reports_unreadable(tmp_path):
+    """FolderPool streams with a one-batch read-ahead: same pixels, same order, same unreadable handling."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+    for i in range(23):
+        Image.fromarray(rng.integers(0, 255, (6, 6), dtype=np.uint8)).save(tmp_path / "ab"[i % 2] / f"{i:03d}.png")
+    pool = load_dataset(f"folder:{tmp_path}").pool
+    broken = pool.ids[5]
+    pool.path_of(broken).write_bytes(pool.path_of(broken).read_bytes()[:40])  # decodes no more after the scan
+    order = pool.ids[::-1]
+    chunks = list(pool.batches(order, 4))
+    assert [len(c) for c, _ in chunks] == [4] * 5 + [3]
+    np.testing.assert_array_equal(np.concatenate([c for c, _ in chunks]), order)
+    streamed = torch.cat([x for _, x in chunks])
+    assert pool.unreadable == {int(broken)}
+    np.testing.assert_array_equal(streamed.numpy(), pool.load(order).numpy())
+    assert float(streamed[list(order).index(broken)].abs().sum()) == 0.0
