@@ -69,7 +69,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     eval_batch_size: int = 512
-    eval_adv_max: int = 2000  # adversarial accuracy on a fixed subset of the test split
+    eval_adv_max: int = 1000  # adversarial accuracy on a fixed subset of the test split
 
     def __post_init__(self) -> None:
         if self.adv not in ADV_METHODS:

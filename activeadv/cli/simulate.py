@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from activeadv.cli.common import (device_option, echo_json, json_option, parse_csv_list, quiet_option, seed_option,
-                                  train_config_from, train_options)
+from activeadv.cli.common import (db_option, device_option, echo_json, json_option, parse_csv_list, quiet_option,
+                                  seed_option, train_config_from, train_options)
 
 
 @click.command("simulate")
@@ -33,12 +33,13 @@ from activeadv.cli.common import (device_option, echo_json, json_option, parse_c
 @device_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/simulate"),
               show_default=True, help="Folder for curves.csv, summary.json, learning_curves.png.")
+@db_option
 @quiet_option
 @json_option
 def simulate_command(dataset: str, classes: str | None, strategies: str, initial: int, query_size: int,
                      budget: int, seeds: int, seed: int, candidates: int | None, dfal_add_adversarial: bool,
-                     target_accuracy: float | None, oracle_error: float, device: str, out_dir: Path, quiet: bool,
-                     as_json: bool, **train_kwargs) -> None:
+                     target_accuracy: float | None, oracle_error: float, device: str, out_dir: Path, database_url: str | None,
+                     quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Compare selection strategies by simulation: hidden labels revealed on request.
 
     Every strategy of a seed starts from the same random initial set; each
@@ -67,27 +68,32 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
     data = load_dataset(dataset, class_names=parse_csv_list(classes) if classes else None)
     result = simulate(data, cfg, progress=not quiet)
     summary = write_outputs(result, out_dir)
-    _save_to_store(result, summary)
+    saved = _save_to_store(database_url, result, summary)
     if as_json:
         echo_json(summary)
         return
     click.echo(format_summary(summary))
     click.echo(f"wrote {out_dir / 'curves.csv'}, {out_dir / 'summary.json'}, {out_dir / 'learning_curves.png'}")
+    if saved:
+        click.echo(saved)
 
 
-def _save_to_store(result, summary) -> None:
-    """Record the run in the project database when one is configured (so `report` can show it)."""
-    import os
+def _save_to_store(database_url: str | None, result, summary) -> str | None:
+    """Record the run in the project database so that `activeadv report` shows it beside real rounds.
 
-    url = os.environ.get("ACTIVEADV_DATABASE_URL")
-    if not url:
-        return
-    try:
-        from activeadv.store import Store
-    except ImportError:  # store not installed in this build
-        return
-    store = Store.open(url)
-    store.save_simulation(result.dataset, summary.get("settings", {}), result.points, summary)
+    Saved when --db / ACTIVEADV_DATABASE_URL names a database, or when the
+    default SQLite file already exists; a simulation never creates a database.
+    """
+    from activeadv.settings import DEFAULT_DB_FILE
+    from activeadv.store import Store
+
+    if database_url is None:
+        if not Path(DEFAULT_DB_FILE).exists():
+            return None
+        database_url = f"sqlite:///{DEFAULT_DB_FILE}"
+    with Store.open(database_url) as store:  # a stale schema is a one-line error, after the files are written
+        run_id = store.save_simulation(result.dataset, summary.get("settings", {}), result.points, summary)
+    return f"stored as simulation run {run_id} in the project database"
 
 
 def format_summary(summary: dict) -> str:

@@ -76,3 +76,19 @@ def test_empty_image_folder_is_one_line_error(tmp_path):
     result = CliRunner().invoke(cli, ["simulate", "--dataset", f"folder:{tmp_path / 'empty'}", "--out",
                                       str(tmp_path / "o")])
     assert result.exit_code == 1 and "no images found" in result.output
+
+
+def test_simulate_stores_the_run_when_a_database_is_given(tmp_path):
+    from activeadv.store import Store
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade", "--db", url]).exit_code == 0
+    result = runner.invoke(cli, ["simulate", "--strategies", "random", "--initial", "10", "--query-size", "5",
+                                 "--budget", "15", "--seeds", "1", "--target-accuracy", "0.5", "--db", url,
+                                 "--out", str(tmp_path / "o"), *FAST])
+    assert result.exit_code == 0, result.output
+    assert "stored as simulation run" in result.output
+    with Store.open(url) as store:
+        runs = store.simulations()
+    assert len(runs) == 1 and runs[0].dataset == "digits"
