@@ -36,3 +36,7 @@ class LockedError(ActiveAdvError):
 
 class LabelStudioError(ActiveAdvError):
     """Label Studio is unreachable, refuses the token, or lost a project/task; the message never holds the token."""
+
+
+class WaitTimeoutError(ActiveAdvError):
+    """Fewer labels than asked for arrived before the timeout; every label that did arrive is stored."""

@@ -25,7 +25,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from activeadv import acquisition, training
 from activeadv.data import Dataset, load_dataset
-from activeadv.errors import ConfigError
+from activeadv.errors import ConfigError, WaitTimeoutError
 from activeadv.oracle import Oracle
 from activeadv.records import (EvalMetrics, ProjectInfo, ProjectStatus, RegisterResult, RoundInfo, RoundResult,
                                Selection, SimulationInfo)
@@ -151,6 +151,108 @@ def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle,
     done = store.get_round(rnd.id)
     return RoundResult(round=done.number, labels=done.labels_used or 0, metrics=metrics,  # type: ignore[arg-type]
                        selection=store.selection(rnd.id), timings=done.timings)
+
+
+# ------------------------------------------------------- several rounds, waiting for people
+@dataclass(frozen=True)
+class WaitResult:
+    """How a wait for labels ended: ``new_labels`` of ``target`` arrived, ``pending`` still requested."""
+
+    new_labels: int
+    target: int
+    pending: int
+    seconds: float
+    polls: int
+
+
+def new_labels(store: Store, project: ProjectInfo) -> int:
+    """Labels in the store that the latest trained round did not use (0 before any training).
+
+    Computed from the database alone, so a wait interrupted by Ctrl-C (or a
+    crash) and started again counts the labels that already arrived.
+    """
+    used = next((r.labels_used for r in reversed(store.rounds(project.id)) if r.labels_used is not None), 0)
+    return max(0, store.status(project.id).labeled - used)
+
+
+def wait_for_labels(store: Store, project: ProjectInfo, oracle: Oracle, min_new: int, *,
+                    poll_seconds: float = 10.0, timeout: float | None = None,
+                    before_poll: Callable[[], object] | None = None, progress: bool = False,
+                    sleep: Callable[[float], None] = time.sleep,
+                    clock: Callable[[], float] = time.monotonic) -> WaitResult:
+    """Poll ``oracle`` (e.g. Label Studio) until ``min_new`` labels beyond the last training set are stored.
+
+    Every poll stores what arrived (``oracle.collect`` then ``store.add_labels``),
+    so stopping at any moment loses nothing.  The wait also ends when no request
+    is pending any more (annotators answered or skipped everything asked: more
+    labels cannot come).  ``before_poll`` runs before each poll (a simulated
+    annotator answering open tasks).  Raises ``WaitTimeoutError`` after
+    ``timeout`` seconds.  Requests not sent yet (e.g. made before the project was
+    linked to Label Studio) are sent first, as ``run_round`` does.
+    """
+    if min_new < 1:
+        raise ConfigError(f"--min-new-labels must be >= 1, got {min_new}")
+    if poll_seconds <= 0:
+        raise ConfigError(f"--poll-seconds must be > 0, got {poll_seconds}")
+    start = clock()
+    polls = 0
+    with tqdm(total=min_new, desc="labels arrived", unit="label", disable=not progress, leave=False) as bar:
+        while True:
+            if before_poll is not None:
+                before_poll()
+            if polls == 0:
+                _collect(store, project, oracle, skip_round=None)
+            else:
+                store.add_labels(project.id, oracle.collect())
+                _acknowledge(oracle)
+            polls += 1
+            arrived = new_labels(store, project)
+            pending = store.status(project.id).pending
+            bar.n = min(arrived, min_new)
+            bar.set_postfix(pending=pending)
+            bar.refresh()
+            elapsed = clock() - start
+            if arrived >= min_new or pending == 0:
+                if arrived < min_new:
+                    log.warning("only %d new label(s) but nothing is waiting for annotators any more", arrived)
+                return WaitResult(arrived, min_new, pending, elapsed, polls)
+            if timeout is not None and elapsed >= timeout:
+                raise WaitTimeoutError(
+                    f"timed out after {timeout:g} s waiting for labels: {arrived} of {min_new} new label(s) "
+                    f"arrived (all stored), {pending} item(s) still with annotators; run again to keep waiting")
+            left = poll_seconds if timeout is None else min(poll_seconds, max(0.0, timeout - elapsed))
+            sleep(left)
+
+
+def run_rounds(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle, cfg: training.TrainConfig,
+               opts: RoundOptions, checkpoint_dir: Path, *, rounds: int, min_new_labels: int,
+               poll_seconds: float = 10.0, timeout: float | None = None,
+               before_poll: Callable[[], object] | None = None, progress: bool = False,
+               on_round: Callable[[RoundResult], None] | None = None,
+               on_wait: Callable[[WaitResult], None] | None = None,
+               force_unlock: bool = False) -> list[RoundResult]:
+    """``rounds`` rounds of ``run_round``, each (but a fresh project's seed round) after ``wait_for_labels``.
+
+    A round waits only when something was asked before it: a project without
+    rounds starts with its seed round at once, and an interrupted round is
+    finished at once.  All state is in the store, so a stopped run is continued
+    by running it again.
+    """
+    if rounds < 1:
+        raise ConfigError(f"--rounds must be >= 1, got {rounds}")
+    results = []
+    for _ in range(rounds):
+        if store.rounds(project.id) and store.unfinished_round(project.id) is None:
+            waited = wait_for_labels(store, project, oracle, min_new_labels, poll_seconds=poll_seconds,
+                                     timeout=timeout, before_poll=before_poll, progress=progress)
+            if on_wait is not None:
+                on_wait(waited)
+        result = run_round(store, project, data, oracle, cfg, opts, checkpoint_dir, progress=progress,
+                           force_unlock=force_unlock)
+        results.append(result)
+        if on_round is not None:
+            on_round(result)
+    return results
 
 
 def _resumed_strategy(rnd: RoundInfo, asked: acquisition.Strategy) -> acquisition.Strategy:

@@ -73,7 +73,8 @@ def _resolve_url(ls_url: str | None, project: Any = None) -> str:
     info = _local_server()
     if info is not None:
         return info.url
-    raise ConfigError("no Label Studio URL: pass --url, set LABEL_STUDIO_URL, or `activeadv labelstudio start`")
+    raise ConfigError("no Label Studio URL: set LABEL_STUDIO_URL (or pass --url), link the project with "
+                      "`activeadv labelstudio link`, or start a local server with `activeadv labelstudio start`")
 
 
 def _files_root(files_root: Path | None, url: str) -> Path | None:
@@ -85,12 +86,70 @@ def _files_root(files_root: Path | None, url: str) -> Path | None:
     return None
 
 
-def connect_for(ls_url: str | None, project: Any = None):
-    """A connected ``LabelStudioClient`` for the project (URL: option > project link > local server)."""
+def connect_for(ls_url: str | None, project: Any = None, **connect_kwargs: Any):
+    """A connected ``LabelStudioClient`` for the project (URL: option > project link > local server).
+
+    ``connect_kwargs`` go to ``labelstudio.connect`` (e.g. ``max_retries=0`` for a quick look in `status`).
+    """
     from activeadv.labelstudio import connect
 
     url = _resolve_url(ls_url, project)
-    return connect(url, _token(url))
+    return connect(url, _token(url), **connect_kwargs)
+
+
+def data_manager_url(project: Any) -> str | None:
+    """Where annotators open the project's tasks in the browser (None when not linked)."""
+    if project.ls_url is None or project.ls_project_id is None:
+        return None
+    return f"{project.ls_url.rstrip('/')}/projects/{int(project.ls_project_id)}/data"
+
+
+def label_studio_summary(project: Any) -> dict[str, Any] | None:
+    """Label Studio's side of a linked project for `status`: task counts, or ``error`` when unreachable.
+
+    Never raises for an unreachable server or a refused token (`status` must
+    still show the database side); no retries, so a down server costs ~1 s.
+    """
+    if project.ls_project_id is None:
+        return None
+    out: dict[str, Any] = {"url": project.ls_url, "project_id": int(project.ls_project_id),
+                           "data_manager": data_manager_url(project)}
+    try:
+        client = connect_for(None, project, max_retries=0, timeout=10.0)
+        out.update(client.project_counts(int(project.ls_project_id)))
+        out["error"] = None
+    except LabelStudioError as exc:
+        out["error"] = str(exc)
+    return out
+
+
+def simulated_annotator(client: Any, ls_project_id: int, pool: Any, class_names: Sequence[str], accuracy: float,
+                        seed: int) -> Any:
+    """``answer() -> n``: answers every open task of the project from the dataset's known labels.
+
+    Wrong with probability ``1 - accuracy`` (a random other class); one seeded
+    generator for the whole run, so a run is reproducible.  Used by
+    `annotate-sim` and `run --auto-annotate`.
+    """
+    import numpy as np
+
+    if not 0.0 <= accuracy <= 1.0:
+        raise ConfigError("--accuracy must be in [0, 1]")
+    if not pool.has_targets:
+        raise ConfigError("this dataset has no known labels to simulate an annotator with")
+    names = list(class_names)
+    rng = np.random.default_rng(seed)
+
+    def label_for(item_id: int) -> str:
+        truth = int(pool.targets([item_id])[0])
+        if len(names) > 1 and rng.random() >= accuracy:
+            return names[int(rng.choice([c for c in range(len(names)) if c != truth]))]
+        return names[truth]
+
+    def answer(limit: int | None = None, progress: Any = None) -> int:
+        return client.annotate_open_tasks(ls_project_id, label_for, limit=limit, progress=progress)
+
+    return answer
 
 
 def _open(database_url: str | None):
@@ -422,8 +481,6 @@ def annotate_sim_command(project_name: str | None, accuracy: float, limit: int |
 
     Example: activeadv annotate-sim --accuracy 0.9 --seed 0
     """
-    import numpy as np
-
     if not 0.0 <= accuracy <= 1.0:
         raise ConfigError("--accuracy must be in [0, 1]")
     with _open(database_url) as store:
@@ -433,19 +490,12 @@ def annotate_sim_command(project_name: str | None, accuracy: float, limit: int |
         pool = _pool(store, project)
         if not pool.has_targets:
             raise ConfigError(f"dataset {project.dataset} has no known labels to simulate an annotator with")
-        names = list(project.class_names)
-        rng = np.random.default_rng(seed)
-
-        def answer(item_id: int) -> str:
-            truth = int(pool.targets([item_id])[0])
-            if len(names) > 1 and rng.random() >= accuracy:
-                return names[int(rng.choice([c for c in range(len(names)) if c != truth]))]
-            return names[truth]
+        answer = simulated_annotator(client, ls_pid, pool, project.class_names, accuracy, seed)
 
         open_now = client.project_counts(ls_pid)["open"]
         total = open_now if limit is None else min(limit, open_now)
         with _bar(total, "annotate", quiet) as bar:
-            done = client.annotate_open_tasks(ls_pid, answer, limit=limit, progress=bar.update)
+            done = answer(limit=limit, progress=bar.update)
         counts = client.project_counts(ls_pid)
     if as_json:
         echo_json({"answered": done, **counts})

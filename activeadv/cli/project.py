@@ -1,4 +1,4 @@
-"""Project commands: ``init``, ``db``, ``labels``, ``round``, ``status``, ``report``.
+"""Project commands: ``init``, ``db``, ``labels``, ``round``, ``run``, ``status``, ``report``.
 
 Thin adapters: parse options, open the ``Store``, call ``loop``/``store``,
 print.  Every command except ``db upgrade``/``db current`` (and ``init`` on a
@@ -280,58 +280,110 @@ class _NoOracle:
         return []
 
 
-def _make_oracle(kind: str, store, project, data, error_rate: float, seed: int):
+def _oracle_kind(kind: str | None, project) -> str:
+    """``--oracle`` as given, else ``labelstudio`` for a project linked to Label Studio, else ``none``."""
+    if kind is not None:
+        return kind
+    return "labelstudio" if project.ls_project_id is not None else "none"
+
+
+def _make_oracle(kind: str, store, project, data, error_rate: float, seed: int, ls_url: str | None = None):
+    """The oracle object and, for Label Studio, the connected client (None otherwise)."""
     if kind == "simulated":
         from activeadv.oracle import SimulatedOracle
 
-        return SimulatedOracle(data.pool, error_rate=error_rate, seed=seed)
+        return SimulatedOracle(data.pool, error_rate=error_rate, seed=seed), None
     if kind == "labelstudio":
         from activeadv.cli.labelstudio import _files_root, connect_for, store_oracle
 
-        client = connect_for(None, project)
-        return store_oracle(store, project, data.pool, client, files_root=_files_root(None, client.url))
-    return _NoOracle()
+        client = connect_for(ls_url, project)
+        return store_oracle(store, project, data.pool, client, files_root=_files_root(None, client.url)), client
+    return _NoOracle(), None
+
+
+ORACLE_HELP = ("none: requests wait for `labels import`; simulated: answered at once from the dataset's known "
+               "labels; labelstudio: sent as tasks to the linked Label Studio project and collected from it "
+               "(see `activeadv labelstudio link`).  [default: labelstudio when the project is linked, else none]")
+ls_url_option = click.option("--url", "ls_url", envvar="LABEL_STUDIO_URL", default=None,
+                             help="Label Studio URL for --oracle labelstudio [env LABEL_STUDIO_URL; default: the "
+                                  "project's linked URL].")
+
+
+def round_options(func):
+    """Options shared by `round` and `run` (how each round selects, trains and where it asks)."""
+    options = [
+        click.option("--strategy", default="dfal", show_default=True,
+                     help="random, least-confidence, margin, entropy, coreset, dfal, fgsm-margin."),
+        click.option("--query-size", type=int, default=20, show_default=True, help="Items to request per round."),
+        click.option("--initial", type=int, default=None,
+                     help="Size of the random seed set when the project has no labels yet [default: --query-size]."),
+        click.option("--oracle", type=click.Choice(["none", "simulated", "labelstudio"]), default=None,
+                     help=ORACLE_HELP),
+        click.option("--oracle-error", type=float, default=0.0, show_default=True,
+                     help="Simulated oracle: probability of a wrong label."),
+        ls_url_option,
+        click.option("--subsample", type=int, default=None,
+                     help="Score only this many random candidates (large pools)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+checkpoint_option = click.option(
+    "--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), envvar="ACTIVEADV_CHECKPOINT_DIR",
+    default=None, help="Where model checkpoints go [env ACTIVEADV_CHECKPOINT_DIR; default: checkpoints/ beside the "
+                       "SQLite file, else ./checkpoints].")
+force_unlock_option = click.option("--force-unlock", is_flag=True,
+                                   help="Take the project lock even if another round seems to run.")
+
+
+def _round_payload(result, status) -> dict:
+    return {"round": result.round, "labels_used": result.labels, "selected": len(result.selection or []),
+            "strategy": None if result.selection is None else result.selection.strategy,
+            "accuracy": None if result.metrics is None else result.metrics.accuracy,
+            "fgsm_accuracy": None if result.metrics is None else result.metrics.fgsm_accuracy,
+            "pgd_accuracy": None if result.metrics is None else result.metrics.pgd_accuracy,
+            "labeled": status.labeled, "pending": status.pending, "timings": result.timings}
+
+
+def _round_line(result, status, oracle_kind: str) -> str:
+    where = " (sent to Label Studio)" if oracle_kind == "labelstudio" else ""
+    if result.selection is not None and result.selection.strategy == "seed":
+        return (f"round {result.round} (seed): requested {len(result.selection)} random item(s){where}; "
+                f"now {status.labeled} labeled, {status.pending} pending")
+    acc = "" if result.metrics is None else f", test accuracy {_pct(result.metrics.accuracy)} " \
+        f"(FGSM {_pct(result.metrics.fgsm_accuracy)}, PGD {_pct(result.metrics.pgd_accuracy)})"
+    return (f"round {result.round}: trained on {result.labels} labels{acc}; requested "
+            f"{len(result.selection or [])} item(s){where}; now {status.labeled} labeled, {status.pending} pending")
 
 
 @click.command("round")
 @project_option
-@click.option("--strategy", default="dfal", show_default=True,
-              help="random, least-confidence, margin, entropy, coreset, dfal, fgsm-margin.")
-@click.option("--query-size", type=int, default=20, show_default=True, help="Items to request this round.")
-@click.option("--initial", type=int, default=None,
-              help="Size of the random seed set when the project has no labels yet [default: --query-size].")
-@click.option("--oracle", type=click.Choice(["none", "simulated", "labelstudio"]), default="none",
-              show_default=True,
-              help="none: requests wait for `labels import`; simulated: answered at once from the dataset's "
-                   "known labels; labelstudio: sent as tasks to the linked Label Studio project and collected "
-                   "from it (see `activeadv labelstudio link`).")
-@click.option("--oracle-error", type=float, default=0.0, show_default=True,
-              help="Simulated oracle: probability of a wrong label.")
-@click.option("--subsample", type=int, default=None, help="Score only this many random candidates (large pools).")
+@round_options
 @train_options
 @seed_option
 @device_option
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), envvar="ACTIVEADV_CHECKPOINT_DIR",
-              default=None, help="Where model checkpoints go [env ACTIVEADV_CHECKPOINT_DIR; default: "
-                                 "checkpoints/ beside the SQLite file, else ./checkpoints].")
-@click.option("--force-unlock", is_flag=True, help="Take the project lock even if another round seems to run.")
+@checkpoint_option
+@force_unlock_option
 @db_option
 @quiet_option
 @json_option
 @click.pass_context
 def round_command(ctx: click.Context, project_name: str | None, strategy: str, query_size: int,
-                  initial: int | None, oracle: str, oracle_error: float, subsample: int | None, seed: int,
-                  device: str, checkpoint_dir: Path | None, force_unlock: bool, database_url: str | None,
-                  quiet: bool, as_json: bool, **train_kwargs) -> None:
+                  initial: int | None, oracle: str | None, oracle_error: float, ls_url: str | None,
+                  subsample: int | None, seed: int, device: str, checkpoint_dir: Path | None, force_unlock: bool,
+                  database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Run one active-learning round: collect labels, train, evaluate, rank, request.
 
-    A project without labels starts with a seed round: --initial random items
-    are requested, nothing is trained.  An interrupted round is finished by
-    running the command again; a second `round` on the same project while one
-    runs is refused.  Training settings come from `init`; options typed here
-    override them for this round.
+    For a project linked to Label Studio that is: sync, train, evaluate, rank,
+    push (no flags needed).  A project without labels starts with a seed
+    round: --initial random items are requested, nothing is trained.  An
+    interrupted round is finished by running the command again; a second
+    `round` on the same project while one runs is refused.  Training settings
+    come from `init`; options typed here override them for this round.
 
-    Example: activeadv round --strategy dfal --query-size 20 --oracle simulated
+    Example: activeadv round --strategy dfal --query-size 20
     """
     from activeadv.loop import RoundOptions, project_dataset, run_round, train_config_for
     from activeadv.training import resolve_device
@@ -343,27 +395,113 @@ def round_command(ctx: click.Context, project_name: str | None, strategy: str, q
         project = store.get_project(project_name)
         cfg = train_config_for(project, **_explicit_train_settings(ctx, train_kwargs), seed=seed, device=device)
         data = project_dataset(store, project)
-        answerer = _make_oracle(oracle, store, project, data, oracle_error, seed)
+        kind = _oracle_kind(oracle, project)
+        answerer, _ = _make_oracle(kind, store, project, data, oracle_error, seed, ls_url)
         result = run_round(store, project, data, answerer, cfg, opts,
                            checkpoint_dir or _default_checkpoint_dir(url), progress=not quiet,
                            force_unlock=force_unlock)
         status = store.status(project.id)
-    payload = {"round": result.round, "labels_used": result.labels, "selected": len(result.selection or []),
-               "accuracy": None if result.metrics is None else result.metrics.accuracy,
-               "fgsm_accuracy": None if result.metrics is None else result.metrics.fgsm_accuracy,
-               "pgd_accuracy": None if result.metrics is None else result.metrics.pgd_accuracy,
-               "labeled": status.labeled, "pending": status.pending, "timings": result.timings}
     if as_json:
-        echo_json(payload)
+        echo_json({**_round_payload(result, status), "oracle": kind})
         return
-    if result.selection is not None and result.selection.strategy == "seed":
-        click.echo(f"round {result.round} (seed): requested {payload['selected']} random item(s); "
-                   f"now {status.labeled} labeled, {status.pending} pending")
+    click.echo(_round_line(result, status, kind))
+
+
+# ------------------------------------------------------------------------- run
+@click.command("run")
+@project_option
+@click.option("--rounds", type=int, required=True, help="How many rounds to run.")
+@click.option("--min-new-labels", type=int, default=None,
+              help="Before each round (but a fresh project's seed round), wait until this many labels beyond "
+                   "the last training set have arrived [default: --query-size].")
+@click.option("--poll-seconds", type=float, default=10.0, show_default=True,
+              help="How often to look for new labels while waiting.")
+@click.option("--timeout", type=float, default=None,
+              help="Give up (exit 1, every label that arrived is stored) when one wait lasts longer than this "
+                   "many seconds [default: wait for ever].")
+@click.option("--auto-annotate", "auto_accuracy", type=float, default=None, metavar="ACCURACY",
+              help="A simulated annotator answers the open Label Studio tasks at each wait, through Label "
+                   "Studio's API (as `annotate-sim` does), right with probability ACCURACY: rounds complete "
+                   "unattended.")
+@round_options
+@train_options
+@seed_option
+@device_option
+@checkpoint_option
+@force_unlock_option
+@db_option
+@quiet_option
+@json_option
+@click.pass_context
+def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_new_labels: int | None,
+                poll_seconds: float, timeout: float | None, auto_accuracy: float | None, strategy: str,
+                query_size: int, initial: int | None, oracle: str | None, oracle_error: float, ls_url: str | None,
+                subsample: int | None, seed: int, device: str, checkpoint_dir: Path | None, force_unlock: bool,
+                database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
+    """Run several rounds, waiting for annotators between them; prints the learning curve at the end.
+
+    Before each round it syncs Label Studio every --poll-seconds (progress bar:
+    labels arrived / --min-new-labels) until enough new labels are stored, or
+    nothing is waiting for annotators any more.  Ctrl-C at any time is safe:
+    every label that arrived is stored and a round interrupted half-way is
+    finished by the next `round` or `run`.  With --auto-annotate a simulated
+    annotator answers the tasks, so the whole loop runs unattended.
+
+    Example: activeadv run --rounds 5 --min-new-labels 20 --auto-annotate 1.0
+    """
+    from activeadv.loop import RoundOptions, project_dataset, run_rounds, train_config_for
+    from activeadv.training import resolve_device
+
+    resolve_device(device)
+    opts = RoundOptions(strategy=strategy, query_size=query_size, initial=initial, subsample=subsample, seed=seed)
+    if auto_accuracy is not None and not 0.0 <= auto_accuracy <= 1.0:
+        raise ConfigError("--auto-annotate must be an accuracy in [0, 1]")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError("--timeout must be > 0")
+    url = _url(database_url)
+    lines: list[dict] = []
+    with _open(url) as store:
+        project = store.get_project(project_name)
+        cfg = train_config_for(project, **_explicit_train_settings(ctx, train_kwargs), seed=seed, device=device)
+        data = project_dataset(store, project)
+        kind = _oracle_kind(oracle, project)
+        if auto_accuracy is not None and kind != "labelstudio":
+            raise ConfigError("--auto-annotate answers Label Studio tasks: link the project "
+                              "(`activeadv labelstudio link`) or pass --oracle labelstudio")
+        answerer, client = _make_oracle(kind, store, project, data, oracle_error, seed, ls_url)
+        before_poll = None
+        if auto_accuracy is not None:
+            from activeadv.cli.labelstudio import simulated_annotator
+
+            before_poll = simulated_annotator(client, int(project.ls_project_id), data.pool, project.class_names,
+                                              auto_accuracy, seed)
+
+        def on_wait(waited) -> None:
+            if not quiet and not as_json:
+                click.echo(f"  {waited.new_labels} new label(s) after {waited.seconds:.0f} s; "
+                           f"{waited.pending} still with annotators", err=True)
+
+        def on_round(result) -> None:
+            status = store.status(project.id)
+            lines.append(_round_payload(result, status))
+            if not as_json:
+                click.echo(_round_line(result, status, kind))
+
+        try:
+            run_rounds(store, project, data, answerer, cfg, opts, checkpoint_dir or _default_checkpoint_dir(url),
+                       rounds=rounds, min_new_labels=min_new_labels or query_size, poll_seconds=poll_seconds,
+                       timeout=timeout, before_poll=before_poll, progress=not quiet and not as_json,
+                       on_round=on_round, on_wait=on_wait, force_unlock=force_unlock)
+        except KeyboardInterrupt:
+            st = store.status(project.id)
+            raise click.ClickException(f"interrupted after {len(lines)} round(s): {st.labeled} labels stored, "
+                                       f"{st.pending} pending; run again to continue") from None
+        st = store.status(project.id)
+    if as_json:
+        echo_json({"rounds": lines, "oracle": kind, "curve": [_round_row(r) for r in st.rounds]})
         return
-    acc = "" if result.metrics is None else f", test accuracy {_pct(result.metrics.accuracy)} " \
-        f"(FGSM {_pct(result.metrics.fgsm_accuracy)}, PGD {_pct(result.metrics.pgd_accuracy)})"
-    click.echo(f"round {result.round}: trained on {result.labels} labels{acc}; requested "
-               f"{payload['selected']} item(s); now {status.labeled} labeled, {status.pending} pending")
+    click.echo("learning curve:")
+    _echo_round_table([_round_row(r) for r in st.rounds])
 
 
 # ---------------------------------------------------------------------- status
@@ -371,38 +509,17 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-@click.command("status")
-@project_option
-@db_option
-@json_option
-def status_command(project_name: str | None, database_url: str | None, as_json: bool) -> None:
-    """Pool size, labeled and pending items, and one line per round."""
-    with _open(database_url) as store:
-        project = store.get_project(project_name)
-        st = store.status(project.id)
-        holder = store.lock_holder(project.id)
-    rounds = [{"round": r.number, "strategy": r.strategy, "state": r.state, "labels": r.labels_used,
-               "selected": r.selected,
-               "accuracy": r.metrics.accuracy if r.metrics else None,
-               "fgsm_accuracy": r.metrics.fgsm_accuracy if r.metrics else None,
-               "pgd_accuracy": r.metrics.pgd_accuracy if r.metrics else None,
-               "seconds": round(sum(r.timings.values()), 3), "model": r.model_path,
-               "started_at": r.started_at.isoformat()} for r in st.rounds]
-    if as_json:
-        echo_json({"project": project.name, "dataset": project.dataset, "classes": list(project.class_names),
-                   "pool": st.pool, "test": st.test, "labeled": st.labeled, "pending": st.pending,
-                   "skipped": st.skipped, "rejected": st.rejected,
-                   "running": None if holder is None else {"pid": holder[0], "host": holder[1]},
-                   "rounds": rounds})
-        return
-    click.echo(f"project {project.name}: {project.dataset}, {len(project.class_names)} classes")
-    click.echo(f"pool {st.pool} items: {st.labeled} labeled, {st.pending} requested (pending), "
-               f"{st.skipped} skipped, {st.rejected} rejected annotation(s); test split {st.test} items")
-    if holder is not None:
-        click.echo(f"a round is running: pid {holder[0]} on {holder[1]}")
-    if not rounds:
-        click.echo("no rounds yet: run `activeadv round`")
-        return
+def _round_row(r) -> dict:
+    return {"round": r.number, "strategy": r.strategy, "state": r.state, "labels": r.labels_used,
+            "selected": r.selected,
+            "accuracy": r.metrics.accuracy if r.metrics else None,
+            "fgsm_accuracy": r.metrics.fgsm_accuracy if r.metrics else None,
+            "pgd_accuracy": r.metrics.pgd_accuracy if r.metrics else None,
+            "seconds": round(sum(r.timings.values()), 3), "model": r.model_path,
+            "started_at": r.started_at.isoformat()}
+
+
+def _echo_round_table(rounds: list[dict]) -> None:
     width = max(len("strategy"), *(len(r["strategy"]) for r in rounds)) + 2
     click.echo(f"{'round':>5}  {'strategy':<{width}}{'state':<10}{'labels':>7}{'asked':>7}"
                f"{'accuracy':>10}{'FGSM':>8}{'PGD':>8}{'time':>9}")
@@ -410,6 +527,47 @@ def status_command(project_name: str | None, database_url: str | None, as_json: 
         click.echo(f"{r['round']:>5}  {r['strategy']:<{width}}{r['state']:<10}{_n(r['labels']):>7}"
                    f"{_n(r['selected']):>7}{_pct(r['accuracy']):>10}{_pct(r['fgsm_accuracy']):>8}"
                    f"{_pct(r['pgd_accuracy']):>8}{r['seconds']:>8.1f}s")
+
+
+@click.command("status")
+@project_option
+@db_option
+@json_option
+def status_command(project_name: str | None, database_url: str | None, as_json: bool) -> None:
+    """Pool size, labeled and pending items, one line per round, and Label Studio's task counts when linked.
+
+    An unreachable Label Studio is reported in one line; the rest is still shown.
+    """
+    from activeadv.cli.labelstudio import label_studio_summary
+
+    with _open(database_url) as store:
+        project = store.get_project(project_name)
+        st = store.status(project.id)
+        holder = store.lock_holder(project.id)
+    ls = label_studio_summary(project)
+    rounds = [_round_row(r) for r in st.rounds]
+    if as_json:
+        echo_json({"project": project.name, "dataset": project.dataset, "classes": list(project.class_names),
+                   "pool": st.pool, "test": st.test, "labeled": st.labeled, "pending": st.pending,
+                   "skipped": st.skipped, "rejected": st.rejected,
+                   "running": None if holder is None else {"pid": holder[0], "host": holder[1]},
+                   "label_studio": ls, "rounds": rounds})
+        return
+    click.echo(f"project {project.name}: {project.dataset}, {len(project.class_names)} classes")
+    click.echo(f"pool {st.pool} items: {st.labeled} labeled, {st.pending} requested (pending), "
+               f"{st.skipped} skipped, {st.rejected} rejected annotation(s); test split {st.test} items")
+    if ls is not None:
+        if ls["error"] is None:
+            click.echo(f"Label Studio project {ls['project_id']}: {ls['tasks']} tasks: {ls['open']} open, "
+                       f"{ls['annotated']} annotated, {ls['skipped']} skipped; annotate at {ls['data_manager']}")
+        else:
+            click.echo(f"Label Studio project {ls['project_id']}: {ls['error']}")
+    if holder is not None:
+        click.echo(f"a round is running: pid {holder[0]} on {holder[1]}")
+    if not rounds:
+        click.echo("no rounds yet: run `activeadv round`")
+        return
+    _echo_round_table(rounds)
 
 
 def _n(value: int | None) -> str:
@@ -433,5 +591,6 @@ def report_command(project_name: str | None, out_dir: Path, database_url: str | 
 
 
 def register(cli: click.Group) -> None:
-    for command in (init_command, db_group, labels_group, round_command, status_command, report_command):
+    for command in (init_command, db_group, labels_group, round_command, run_command, status_command,
+                    report_command):
         cli.add_command(command)
