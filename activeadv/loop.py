@@ -302,6 +302,8 @@ def _train(store: Store, project: ProjectInfo, data: Dataset, cfg: training.Trai
     ids, labels = store.labels(project.id)
     ids_in_pool = np.isin(ids, data.pool.ids)
     ids, labels = ids[ids_in_pool], labels[ids_in_pool]  # items whose file vanished are not trained on
+    ids, labels = in_request_order(store, project, ids, labels)
+    cfg = replace(cfg, seed=round_train_seed(cfg.seed, store.rounds(project.id), rnd.number))
     with _timed(timings, "train"):
         model = training.train(data.pool, ids, labels, cfg, progress=progress)
     metrics: EvalMetrics | None = None
@@ -314,6 +316,36 @@ def _train(store: Store, project: ProjectInfo, data: Dataset, cfg: training.Trai
                              input_shape=data.pool.input_shape, num_classes=data.pool.num_classes)
     store.record_model(rnd.id, path, metrics, labels_used=len(ids))
     return model, metrics
+
+
+def in_request_order(store: Store, project: ProjectInfo, ids: np.ndarray, labels: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The labels in the order they were asked for (round by round, best first); others (imported) after, by id.
+
+    Training shuffles with a fixed seed, so the order of the training set
+    decides the model; this is the order ``benchmark.simulate`` trains in
+    (initial set, then each selection best first), which lets a project answered
+    by a perfect annotator retrace simulate's curve exactly.
+    """
+    rank: dict[int, int] = {}
+    for r in store.rounds(project.id):
+        for item in store.selection(r.id).item_ids:
+            rank.setdefault(int(item), len(rank))
+    order = sorted(range(len(ids)), key=lambda k: (rank.get(int(ids[k]), len(rank)), int(ids[k])))
+    return ids[order], labels[order]
+
+
+def round_train_seed(seed: int, rounds: list[RoundInfo], number: int) -> int:
+    """The model seed of round ``number``: ``seed * 1000 + k`` for the k-th trained round (k from 0).
+
+    The same rule as ``benchmark.simulate`` (its round k trains with
+    ``seed * 1000 + k``), so that a project answered by a perfect annotator
+    retraces simulate's learning curve for the same seed and settings; the
+    seed round, which trains nothing, does not count.  A round redone after a
+    crash gets the same seed (only earlier rounds count).
+    """
+    trained_before = sum(1 for r in rounds if r.number < number and r.labels_used is not None)
+    return int(seed) * 1000 + trained_before
 
 
 def _select(store: Store, project: ProjectInfo, data: Dataset, rnd: RoundInfo, strategy: acquisition.Strategy,
