@@ -21,7 +21,15 @@ fi
 
 # Label Studio: its own virtualenv (it pins its own deps), a throw-away data dir, a preset token.
 export ACTIVEADV_HOME=${ACTIVEADV_HOME:-$HOME/.activeadv}
-LS_PORT=${LS_PORT:-8089}
+if [ -z "${LS_PORT:-}" ]; then  # 8089 unless taken (another server of yours), then any free port
+  LS_PORT=$(.venv/bin/python -c "import socket
+s = socket.socket()
+try:
+    s.bind(('127.0.0.1', 8089))
+except OSError:
+    s.bind(('127.0.0.1', 0))
+print(s.getsockname()[1])")
+fi
 LS_DATA=$(mktemp -d /tmp/activeadv-ls-test.XXXXXX)
 LS_FILES=$(mktemp -d /tmp/activeadv-ls-files.XXXXXX)
 export LABEL_STUDIO_API_KEY=${LABEL_STUDIO_API_KEY:-activeadv-ci-$(date +%s)-$RANDOM}
