@@ -46,7 +46,11 @@ class SimulationConfig:
     dfal_add_adversarial: bool = False
     target_accuracy: float | None = None  # default: 95% of the full-pool accuracy
     oracle_error: float = 0.0
+    dfal_mode: str = "fast"  # "exact": full DeepFool on every candidate
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def strategy_params(self, name: str) -> dict[str, object]:
+        return {"mode": self.dfal_mode} if name == "dfal" else {}
 
     def __post_init__(self) -> None:
         if self.initial < 1 or self.query_size < 1:
@@ -56,7 +60,7 @@ class SimulationConfig:
         if not self.strategies:
             raise ConfigError("no strategies given")
         for name in self.strategies:
-            make_strategy(name)  # raises ConfigError on an unknown name
+            make_strategy(name, **self.strategy_params(name))  # ConfigError on an unknown name or mode
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise ConfigError("--target-accuracy must be in (0, 1]")
 
@@ -131,7 +135,7 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
 def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray, cfg: SimulationConfig,
                rounds: int):
     """One learning curve: yields ``(CurvePoint, {phase: seconds})`` after each round."""
-    strategy = make_strategy(name)
+    strategy = make_strategy(name, **cfg.strategy_params(name))
     oracle = SimulatedOracle(pool, error_rate=cfg.oracle_error, seed=seed)
     rng = np.random.default_rng([seed, 1])  # selection randomness, independent of the initial set
     labeled = initial.copy()
@@ -277,7 +281,8 @@ def write_outputs(result: SimulationResult, out_dir: Path) -> dict[str, Any]:
     cfg = result.config
     summary["settings"] = {"initial": cfg.initial, "query_size": cfg.query_size, "budget": cfg.budget,
                            "seeds": list(cfg.seeds), "candidates": cfg.candidates,
-                           "dfal_add_adversarial": cfg.dfal_add_adversarial, "oracle_error": cfg.oracle_error,
+                           "dfal_add_adversarial": cfg.dfal_add_adversarial, "dfal_mode": cfg.dfal_mode,
+                           "oracle_error": cfg.oracle_error,
                            "train": cfg.train.to_dict()}
     write_curves(result.points, out_dir / "curves.csv")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -25,6 +25,8 @@ from activeadv.cli.common import (db_option, device_option, echo_json, json_opti
               help="Score only a random subset of this many unlabeled items per round (large pools).")
 @click.option("--dfal-add-adversarial", is_flag=True,
               help="DFAL: the queried point's DeepFool copy joins training with the annotator's label.")
+@click.option("--dfal-mode", type=click.Choice(["fast", "exact"]), default="fast", show_default=True,
+              help="dfal: fast = DeepFool on a first-order shortlist (same top items, ~10x cheaper); exact = everywhere.")
 @click.option("--target-accuracy", type=float, default=None,
               help="Accuracy for 'labels to target' (default: 95%% of a model trained on every pool label).")
 @click.option("--oracle-error", type=float, default=0.0, show_default=True,
@@ -38,7 +40,7 @@ from activeadv.cli.common import (db_option, device_option, echo_json, json_opti
 @json_option
 def simulate_command(dataset: str, classes: str | None, strategies: str, initial: int, query_size: int,
                      budget: int, seeds: int, seed: int, candidates: int | None, dfal_add_adversarial: bool,
-                     target_accuracy: float | None, oracle_error: float, device: str, out_dir: Path, database_url: str | None,
+                     dfal_mode: str, target_accuracy: float | None, oracle_error: float, device: str, out_dir: Path, database_url: str | None,
                      quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Compare selection strategies by simulation: hidden labels revealed on request.
 
@@ -63,7 +65,8 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
     train_cfg = train_config_from(train_kwargs, seed=seed, device=device)
     cfg = SimulationConfig(strategies=tuple(parse_csv_list(strategies)), initial=initial, query_size=query_size,
                            budget=budget, seeds=tuple(range(seed, seed + seeds)), candidates=candidates,
-                           dfal_add_adversarial=dfal_add_adversarial, target_accuracy=target_accuracy,
+                           dfal_add_adversarial=dfal_add_adversarial, dfal_mode=dfal_mode,
+                           target_accuracy=target_accuracy,
                            oracle_error=oracle_error, train=train_cfg)
     data = load_dataset(dataset, class_names=parse_csv_list(classes) if classes else None)
     result = simulate(data, cfg, progress=not quiet)
