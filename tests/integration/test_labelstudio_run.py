@@ -15,22 +15,10 @@ from click.testing import CliRunner
 from activeadv import labelstudio as L
 from activeadv.cli import cli
 
-URL = os.environ.get("LABEL_STUDIO_URL")
-TOKEN = os.environ.get("LABEL_STUDIO_API_KEY")
-REQUIRED = os.environ.get("ACTIVEADV_REQUIRE_LABEL_STUDIO") == "1"
+from ls_gate import TOKEN, URL  # noqa: E402  (the gate: skip, or fail in CI)
 FAST = ("--epochs", "1", "--min-steps", "15", "--strategy", "entropy", "-q")
 
-pytestmark = [
-    pytest.mark.labelstudio,
-    pytest.mark.skipif(not (URL and TOKEN) and not REQUIRED, reason="needs a running Label Studio: set "
-                       "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (e.g. `activeadv labelstudio start --port 8089`)"),
-]
-
-
-@pytest.fixture(autouse=True)
-def _server_required() -> None:
-    if not (URL and TOKEN):
-        pytest.fail("ACTIVEADV_REQUIRE_LABEL_STUDIO=1 but LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY are not set")
+pytestmark = pytest.mark.labelstudio
 
 
 @pytest.fixture()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import socket
 import uuid
 from pathlib import Path
@@ -23,31 +22,9 @@ from activeadv import labelstudio as L
 from activeadv import lsserver
 from activeadv.errors import LabelStudioError
 
-URL = os.environ.get("LABEL_STUDIO_URL")
-TOKEN = os.environ.get("LABEL_STUDIO_API_KEY")
-FILES_ROOT = os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
+from ls_gate import FILES_ROOT, TOKEN, URL, require  # noqa: E402  (the gate: skip, or fail in CI)
 
-#: scripts/test.sh sets this so that a missing server fails the run instead of skipping silently
-REQUIRED = os.environ.get("ACTIVEADV_REQUIRE_LABEL_STUDIO") == "1"
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip when ``condition`` is false, but fail when the run requires Label Studio (scripts/test.sh)."""
-    if not condition:
-        (pytest.fail if REQUIRED else pytest.skip)(reason)
-
-
-pytestmark = [
-    pytest.mark.labelstudio,
-    pytest.mark.skipif(not (URL and TOKEN) and not REQUIRED, reason="needs a running Label Studio: set "
-                       "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (e.g. `activeadv labelstudio start --port 8089`)"),
-]
-
-
-@pytest.fixture(autouse=True)
-def _server_required() -> None:
-    require(bool(URL and TOKEN), "ACTIVEADV_REQUIRE_LABEL_STUDIO=1 but LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY "
-            "are not set")
+pytestmark = pytest.mark.labelstudio
 
 CLASSES = ["zero", "one", "two"]
 
