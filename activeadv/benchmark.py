@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from activeadv.acquisition import DFAL, make_strategy, select
-from activeadv.data import ArrayPool, Dataset, Pool
+from activeadv.data import Dataset, Pool
 from activeadv.errors import ConfigError
 from activeadv.oracle import SimulatedOracle
 from activeadv.records import CurvePoint
@@ -85,15 +85,7 @@ def held_out_split(dataset: Dataset, fraction: float = 0.2, seed: int = 0) -> tu
     ids = np.random.default_rng(seed).permutation(pool.ids)
     cut = max(1, int(len(ids) * fraction))
     test_ids, pool_ids = np.sort(ids[:cut]), np.sort(ids[cut:])
-    return _subset(pool, pool_ids), _subset(pool, test_ids)
-
-
-def _subset(pool: Pool, ids: np.ndarray) -> Pool:
-    """A materialised sub-pool keeping the parent's ids (small datasets only: used for splits)."""
-    x = pool.load(ids).numpy()
-    sub = ArrayPool(x, pool.class_names, pool.targets(ids), keys=[pool.key_of(i) for i in ids],
-                    clip_range=pool.clip_range)
-    return sub.with_ids(ids)
+    return pool.subset(pool_ids), pool.subset(test_ids)
 
 
 def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
@@ -138,6 +130,7 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
     strategy = make_strategy(name, **cfg.strategy_params(name))
     oracle = SimulatedOracle(pool, error_rate=cfg.oracle_error, seed=seed)
     rng = np.random.default_rng([seed, 1])  # selection randomness, independent of the initial set
+    names = {n: i for i, n in enumerate(pool.class_names)}
     labeled = initial.copy()
     labels = oracle.answer(labeled)
     extra_x: list[torch.Tensor] = []
@@ -161,7 +154,6 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
                            labeled_ids=labeled, subsample=cfg.candidates)
         phases["select"] = time.perf_counter() - t2
         oracle.request(selection, round_no)
-        names = {n: i for i, n in enumerate(pool.class_names)}
         answers = oracle.collect()
         new_ids = np.array([a.item_id for a in answers], dtype=np.int64)
         new_labels = np.array([names[a.label] for a in answers], dtype=np.int64)

@@ -52,7 +52,8 @@ class Pool:
         ids: np.ndarray | None = None,
         clip_range: tuple[float, float] | None = (0.0, 1.0),
     ) -> None:
-        self.keys: list[str] = list(keys)
+        self._all_keys: list[str] = list(keys)  # by storage position
+        self.keys: list[str] = self._all_keys  # aligned with ``ids`` (differs only in a ``subset`` view)
         self.class_names: list[str] = list(class_names)
         self.input_shape = tuple(int(s) for s in input_shape)
         self._targets = None if targets is None else np.asarray(targets, dtype=np.int64)
@@ -67,7 +68,7 @@ class Pool:
 
     # ----------------------------------------------------------------- ids
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.ids)
 
     @property
     def num_classes(self) -> int:
@@ -89,13 +90,24 @@ class Pool:
 
     def with_ids(self, ids: np.ndarray | Sequence[int]) -> "Pool":
         """The same items under other ids (e.g. database keys), in the same order."""
+        new_ids = np.asarray(ids, dtype=np.int64)
+        if len(new_ids) != len(self.ids) or len(np.unique(new_ids)) != len(new_ids):
+            raise DataError("with_ids needs one unique id per item")
+        clone = self._clone(new_ids, self.positions(self.ids))
+        clone.unreadable = set()
+        return clone
+
+    def subset(self, ids: np.ndarray | Sequence[int]) -> "Pool":
+        """A view on some of the items, under the same ids: nothing is loaded or copied."""
+        ids = np.asarray(ids, dtype=np.int64)
+        return self._clone(ids, self.positions(ids))  # shares ``unreadable``: same ids, same files
+
+    def _clone(self, ids: np.ndarray, storage_positions: np.ndarray) -> "Pool":
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
-        clone.ids = np.asarray(ids, dtype=np.int64)
-        if len(clone.ids) != len(self.keys) or len(np.unique(clone.ids)) != len(clone.ids):
-            raise DataError("with_ids needs one unique id per item")
-        clone._position = {int(i): p for p, i in enumerate(clone.ids)}
-        clone.unreadable = set()
+        clone.ids = ids
+        clone._position = {int(i): int(p) for i, p in zip(ids, storage_positions)}
+        clone.keys = [self._all_keys[int(p)] for p in storage_positions]
         return clone
 
     def targets(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
@@ -105,7 +117,7 @@ class Pool:
         return self._targets[self.positions(ids)]
 
     def key_of(self, item_id: int) -> str:
-        return self.keys[self._position[int(item_id)]]
+        return self._all_keys[self._position[int(item_id)]]
 
     # -------------------------------------------------------------- pixels
     def load(self, ids: np.ndarray | Sequence[int]) -> torch.Tensor:

@@ -310,7 +310,7 @@ ls_url_option = click.option("--url", "ls_url", envvar="LABEL_STUDIO_URL", defau
 
 
 def round_options(func):
-    """Options shared by `round` and `run` (how each round selects, trains and where it asks)."""
+    """Every option shared by `round` and `run`: how each round selects, trains and where it asks."""
     options = [
         click.option("--strategy", default="dfal", show_default=True,
                      help="random, least-confidence, margin, entropy, coreset, dfal, fgsm-margin."),
@@ -324,6 +324,8 @@ def round_options(func):
         ls_url_option,
         click.option("--subsample", type=int, default=None,
                      help="Score only this many random candidates (large pools)."),
+        train_options, seed_option, device_option, checkpoint_option, force_unlock_option, db_option,
+        quiet_option, json_option,
     ]
     for option in reversed(options):
         func = option(func)
@@ -361,14 +363,6 @@ def _round_line(result, status, oracle_kind: str) -> str:
 @click.command("round")
 @project_option
 @round_options
-@train_options
-@seed_option
-@device_option
-@checkpoint_option
-@force_unlock_option
-@db_option
-@quiet_option
-@json_option
 @click.pass_context
 def round_command(ctx: click.Context, project_name: str | None, strategy: str, query_size: int,
                   initial: int | None, oracle: str | None, oracle_error: float, ls_url: str | None,
@@ -424,14 +418,6 @@ def round_command(ctx: click.Context, project_name: str | None, strategy: str, q
                    "Studio's API (as `annotate-sim` does), right with probability ACCURACY: rounds complete "
                    "unattended.")
 @round_options
-@train_options
-@seed_option
-@device_option
-@checkpoint_option
-@force_unlock_option
-@db_option
-@quiet_option
-@json_option
 @click.pass_context
 def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_new_labels: int | None,
                 poll_seconds: float, timeout: float | None, auto_accuracy: float | None, strategy: str,

@@ -102,3 +102,20 @@ def test_bad_specs(spec, message):
 def test_empty_folder(tmp_path):
     with pytest.raises(DataError, match="no images"):
         load_dataset(f"folder:{tmp_path}")
+
+
+def test_subset_is_a_view_under_the_same_ids(tmp_path):
+    pool = load_dataset("digits").pool.with_ids(np.arange(500, 500 + 1257))
+    view = pool.subset([510, 503])
+    assert len(view) == 2 and list(view.ids) == [510, 503]
+    assert view.keys == [pool.key_of(510), pool.key_of(503)]
+    np.testing.assert_array_equal(view.targets([503, 510]), pool.targets([503, 510]))
+    assert torch_equal(view.load([510]), pool.load([510]))
+    with pytest.raises(DataError, match="unknown item id 504"):
+        view.load([504])
+    renamed = view.with_ids([1, 2])
+    assert renamed.key_of(1) == pool.key_of(510) and renamed.targets([2])[0] == pool.targets([503])[0]
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
