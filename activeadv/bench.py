@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from activeadv import __version__, attacks
-from activeadv.acquisition import DFAL, ScoringContext, Strategy, make_strategy, select
+from activeadv.acquisition import DFAL, ScoringContext, Strategy, make_strategy, per_item, select
 from activeadv.data import Pool, load_dataset
 from activeadv.errors import ConfigError
 from activeadv.networks import count_parameters
@@ -104,23 +104,29 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------ baselines
-def forward_pass(model: nn.Module, pool: Pool, ids: np.ndarray, batch_size: int) -> None:
-    """Forward only, inference mode: the floor of any model-based score."""
+def forward_pass(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext) -> None:
+    """Forward only, inference mode: the floor of any model-based score (same row slices as the scores)."""
     device = next(model.parameters()).device
     with attacks.eval_mode(model), torch.inference_mode():
-        for _, x in pool.batches(ids, batch_size):
-            model(x.to(device))
+        for _, x in pool.batches(ids, ctx.batch_size):
+            for rows in ctx.slices(x.to(device)):
+                model(rows)
 
 
-def forward_backward(model: nn.Module, pool: Pool, ids: np.ndarray, batch_size: int) -> None:
-    """Forward plus the gradient of the loss w.r.t. the input (one FGSM step): the unit of cost."""
+def forward_backward(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext) -> None:
+    """Forward plus the gradient of the loss w.r.t. the input (one FGSM step): the unit of cost.
+
+    Run on the same row slices as the gradient-based scores (``ctx.slices``),
+    so that their ratios to it compare work, not batch shapes.
+    """
     device = next(model.parameters()).device
     with attacks.eval_mode(model):
-        for _, x in pool.batches(ids, batch_size):
-            x = x.to(device).requires_grad_(True)
-            logits = model(x)
-            loss = F.cross_entropy(logits, logits.detach().argmax(1), reduction="sum")
-            torch.autograd.grad(loss, x)
+        for _, batch in pool.batches(ids, ctx.batch_size):
+            for rows in ctx.slices(batch.to(device)):
+                x = rows.requires_grad_(True)
+                logits = model(x)
+                loss = F.cross_entropy(logits, logits.detach().argmax(1), reduction="sum")
+                torch.autograd.grad(loss, x)
 
 
 # --------------------------------------------------------------- third party
@@ -177,6 +183,7 @@ class ScoringBenchConfig:
     repeats: int = 3
     batch_size: int = 512  # forward / forward+backward / probability strategies
     attack_batch_size: int = 512  # DeepFool, FGSM margin, first-order margin
+    slice_rows: int | None = None  # rows per network pass (None: networks.CPU_ROWS on CPU, whole batch on GPU)
     top_fraction: float = 0.01  # n of the top-n overlap, as a fraction of the pool
     third_party: int = 200  # images given to torchattacks / ART (0: skip them)
     probe: int = 2_048  # images of the forward+backward probe paired with every timing
@@ -209,12 +216,8 @@ def _strategy_for(method: str) -> Strategy | None:
     }.get(method, lambda: None)()
 
 
-def _first_order_scores(model: nn.Module, pool: Pool, ids: np.ndarray, batch_size: int) -> np.ndarray:
-    device = next(model.parameters()).device
-    parts = [np.empty(0)]
-    for _, x in pool.batches(ids, batch_size):
-        parts.append(-attacks.linear_margin(model, x.to(device)).cpu().numpy().astype(np.float64))
-    return np.concatenate(parts)
+def _first_order_scores(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext) -> np.ndarray:
+    return -per_item(model, pool, ids, ctx, lambda rows: attacks.linear_margin(model, rows), "first-order margin")
 
 
 def _median_spread(values: Sequence[float]) -> tuple[float, float, float]:
@@ -274,17 +277,18 @@ def scoring_bench(cfg: ScoringBenchConfig, *, progress: bool = False,
         skipped = {m: "--third-party 0" for m in skipped}
     methods = [m for m in methods if m not in skipped]
     sub_ids = np.sort(rng.choice(ids, min(cfg.third_party, len(ids)), replace=False)) if cfg.third_party else ids[:0]
-    ctx = ScoringContext(labeled_ids=labeled, batch_size=cfg.attack_batch_size, progress=progress)
-    prob_ctx = ScoringContext(labeled_ids=labeled, batch_size=cfg.batch_size, progress=progress)
+    ctx = ScoringContext(labeled_ids=labeled, batch_size=cfg.attack_batch_size, progress=progress,
+                         rows=cfg.slice_rows)
+    prob_ctx = ScoringContext(labeled_ids=labeled, batch_size=cfg.batch_size, progress=progress, rows=cfg.slice_rows)
 
     def runner(method: str) -> tuple[Callable[[np.ndarray], np.ndarray | None], np.ndarray]:
         """(run(ids) -> scores or None, the ids it is timed on)."""
         if method == "forward":
-            return lambda i: forward_pass(model, pool, i, cfg.batch_size), ids
+            return lambda i: forward_pass(model, pool, i, prob_ctx), ids
         if method == UNIT:
-            return lambda i: forward_backward(model, pool, i, cfg.batch_size), ids
+            return lambda i: forward_backward(model, pool, i, ctx), ids
         if method == "first-order-margin":
-            return lambda i: _first_order_scores(model, pool, i, cfg.attack_batch_size), ids
+            return lambda i: _first_order_scores(model, pool, i, ctx), ids
         if method == "torchattacks-deepfool":
             return lambda i: -torchattacks_deepfool(model, pool.load(i).to(device)), sub_ids
         if method == "art-deepfool":
@@ -304,7 +308,7 @@ def scoring_bench(cfg: ScoringBenchConfig, *, progress: bool = False,
         for r in range(cfg.repeats):
             _sync(device)
             t0 = time.perf_counter()
-            forward_backward(model, pool, probe_ids, cfg.batch_size)
+            forward_backward(model, pool, probe_ids, ctx)
             _sync(device)
             probe_rate = len(probe_ids) / (time.perf_counter() - t0)
             t0 = time.perf_counter()
@@ -451,7 +455,7 @@ def peak_rss_bytes() -> int:
 def rank_pool(dataset: str, strategy_name: str = "dfal", *, labels: int = 200, train_cfg: TrainConfig | None = None,
               batch_size: int = 256, limit: int | None = None, threads: int | None = None, device: str = "auto",
               seed: int = 0, progress: bool = False, report: Callable[[str], None] | None = None,
-              strategy_params: dict[str, Any] | None = None) -> dict[str, Any]:
+              strategy_params: dict[str, Any] | None = None, slice_rows: int | None = None) -> dict[str, Any]:
     """Rank a whole pool, streamed in batches, and report images/s and peak RSS vs one tensor of the pool.
 
     The model is trained on ``labels`` random items (loaded once); the rest
@@ -474,6 +478,7 @@ def rank_pool(dataset: str, strategy_name: str = "dfal", *, labels: int = 200, t
     t0 = time.perf_counter()
     model = train(pool, labeled, pool.targets(labeled), cfg, progress=progress)
     train_s = time.perf_counter() - t0
+    rss_after_train = peak_rss_bytes()
     candidates = np.setdiff1d(pool.ids, labeled)
     if limit is not None:
         candidates = candidates[:limit]
@@ -482,13 +487,14 @@ def rank_pool(dataset: str, strategy_name: str = "dfal", *, labels: int = 200, t
     say(f"ranking {len(candidates):,} items with {strategy!r} (scan {scan_s:.1f}s, train {train_s:.1f}s)")
     t0 = time.perf_counter()
     selection = select(strategy, model, pool, candidates, n, rng=rng, labeled_ids=labeled, batch_size=batch_size,
-                       progress=progress)
+                       progress=progress, rows=slice_rows)
     rank_s = time.perf_counter() - t0
     one_tensor = int(len(pool) * math.prod(pool.input_shape) * 4)
     peak = peak_rss_bytes()
     return {"benchmark": "rank", "machine": machine_info(dev), "dataset": dataset, "pool_class": type(pool).__name__,
             "items": int(len(pool)), "ranked": int(len(candidates)), "selected": int(len(selection)),
-            "strategy": repr(strategy), "batch_size": batch_size, "scan_s": scan_s, "train_s": train_s,
+            "strategy": repr(strategy), "batch_size": batch_size, "slice_rows": slice_rows,
+            "scan_s": scan_s, "train_s": train_s,
             "rank_s": rank_s, "images_per_s": len(candidates) / rank_s, "peak_rss_bytes": peak,
-            "peak_rss_after_scan_bytes": rss_after_scan, "pool_as_one_float32_tensor_bytes": one_tensor,
+            "peak_rss_after_scan_bytes": rss_after_scan, "peak_rss_after_train_bytes": rss_after_train, "pool_as_one_float32_tensor_bytes": one_tensor,
             "rss_over_tensor": peak / one_tensor, "unreadable": int(len(pool.unreadable))}

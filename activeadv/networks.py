@@ -9,12 +9,29 @@ gradients through a summed loss are then exact.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
 from activeadv.errors import ConfigError
 
 ARCHITECTURES = ("auto", "cnn", "mlp")
+
+# Rows per forward/backward pass on CPU.  Streamed batches (I/O, progress) stay
+# large, but the network sees slices of them: on the 2-core reference machine
+# the MNIST CNN runs 1.8x faster at 64 rows than at 512 (activations stay in
+# cache: forward 6,800 vs 3,800 img/s, forward+backward 3,900 vs 2,200), and a
+# DeepFool pass holds ~1 MB of graph per row (52 MB at 64 rows, 243 MB at 256).
+# On CUDA the whole batch goes at once: there, batch size is what buys speed.
+CPU_ROWS = 64
+
+
+def row_slices(x: torch.Tensor, rows: int | None = None) -> Iterator[torch.Tensor]:
+    """``x`` cut into the slices a network pass runs on: ``rows`` each, by default ``CPU_ROWS`` on CPU, all on GPU."""
+    size = rows or (x.shape[0] if x.device.type != "cpu" else CPU_ROWS)
+    for start in range(0, x.shape[0], max(1, size)):
+        yield x[start : start + size]
 
 
 class SmallCNN(nn.Module):

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from activeadv import attacks
 from activeadv.data import Pool
 from activeadv.errors import ConfigError
-from activeadv.networks import build_network
+from activeadv.networks import build_network, row_slices
 from activeadv.records import EvalMetrics
 
 log = logging.getLogger(__name__)
@@ -175,16 +175,19 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
 
 
 def predict_proba(model: nn.Module, pool: Pool, ids: np.ndarray, *, batch_size: int = 512,
-                  progress: bool = False) -> np.ndarray:
-    """Softmax probabilities (N, C) float64, streamed in batches."""
+                  progress: bool = False, rows: int | None = None) -> np.ndarray:
+    """Softmax probabilities (N, C) float64, streamed in batches (each run in ``row_slices``)."""
     device = next(model.parameters()).device
     out = np.empty((len(ids), pool.num_classes), dtype=np.float64)
     row = 0
-    with attacks.eval_mode(model), torch.inference_mode():
-        for chunk, x in tqdm(pool.batches(ids, batch_size), total=math.ceil(len(ids) / batch_size),
-                             desc="predict", unit="batch", disable=not progress, leave=False):
-            out[row : row + len(chunk)] = F.softmax(model(x.to(device)), dim=1).double().cpu().numpy()
-            row += len(chunk)
+    with attacks.eval_mode(model), torch.inference_mode(), \
+            tqdm(total=len(ids), desc="predict", unit="img", unit_scale=True, disable=not progress,
+                 leave=False) as bar:
+        for chunk, x in pool.batches(ids, batch_size):
+            for part in row_slices(x.to(device), rows):
+                out[row : row + len(part)] = F.softmax(model(part), dim=1).double().cpu().numpy()
+                row += len(part)
+            bar.update(len(chunk))
     return out
 
 
@@ -206,15 +209,16 @@ def evaluate(model: nn.Module, test: Pool, cfg: TrainConfig, *, progress: bool =
     device = next(model.parameters()).device
     fgsm_hits = pgd_hits = 0
     generator = torch.Generator().manual_seed(cfg.seed)
-    for chunk, x in test.batches(subset, cfg.eval_batch_size):
-        x = x.to(device)
-        y = torch.from_numpy(test.targets(chunk)).to(device)
-        x_fgsm = attacks.fgsm(model, x, y, cfg.epsilon, clip=test.clip_range)
-        x_pgd = attacks.pgd(model, x, y, cfg.epsilon, steps=max(cfg.adv_steps, 10), clip=test.clip_range,
-                            generator=generator)
-        with torch.inference_mode():
-            fgsm_hits += int((model(x_fgsm).argmax(1) == y).sum())
-            pgd_hits += int((model(x_pgd).argmax(1) == y).sum())
+    for chunk, batch in test.batches(subset, cfg.eval_batch_size):
+        labels = torch.from_numpy(test.targets(chunk)).to(device)
+        batch = batch.to(device)
+        for x, y in zip(row_slices(batch), row_slices(labels)):  # same device: same slices
+            x_fgsm = attacks.fgsm(model, x, y, cfg.epsilon, clip=test.clip_range)
+            x_pgd = attacks.pgd(model, x, y, cfg.epsilon, steps=max(cfg.adv_steps, 10), clip=test.clip_range,
+                                generator=generator)
+            with torch.inference_mode():
+                fgsm_hits += int((model(x_fgsm).argmax(1) == y).sum())
+                pgd_hits += int((model(x_pgd).argmax(1) == y).sum())
     return EvalMetrics(accuracy=accuracy, fgsm_accuracy=fgsm_hits / len(subset),
                        pgd_accuracy=pgd_hits / len(subset), n=len(ids))
 

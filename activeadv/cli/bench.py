@@ -35,6 +35,8 @@ def bench() -> None:
 @click.option("--repeats", type=int, default=3, show_default=True, help="Timed runs per method (after a warm-up).")
 @click.option("--batch-size", type=int, default=512, show_default=True, help="Batch for forward passes.")
 @click.option("--attack-batch-size", type=int, default=512, show_default=True, help="Batch for DeepFool/FGSM.")
+@click.option("--slice-rows", type=int, default=None,
+              help="Rows per network pass within a batch (default: 64 on CPU, the whole batch on GPU).")
 @click.option("--top", "top_fraction", type=float, default=0.01, show_default=True,
               help="n of the top-n overlap with exact DeepFool, as a fraction of the pool.")
 @click.option("--third-party", type=int, default=200, show_default=True,
@@ -46,7 +48,7 @@ def bench() -> None:
 @json_option
 @quiet_option
 def scoring(dataset: str, pool_size: int, labels: int, train_steps: int, repeats: int, batch_size: int,
-            attack_batch_size: int, top_fraction: float, third_party: int, methods: str | None,
+            attack_batch_size: int, slice_rows: int | None, top_fraction: float, third_party: int, methods: str | None,
             threads: int | None, device: str, seed: int, as_json: bool, quiet: bool) -> None:
     """Images/s of every scoring method on one model and pool, with ratios and top-n overlap.
 
@@ -62,7 +64,7 @@ def scoring(dataset: str, pool_size: int, labels: int, train_steps: int, repeats
 
     cfg = ScoringBenchConfig(
         dataset=dataset, pool=pool_size, labels=labels, repeats=repeats, batch_size=batch_size,
-        attack_batch_size=attack_batch_size, top_fraction=top_fraction, third_party=third_party,
+        attack_batch_size=attack_batch_size, slice_rows=slice_rows, top_fraction=top_fraction, third_party=third_party,
         methods=tuple(parse_csv_list(methods)) if methods else METHODS, threads=threads, device=device, seed=seed,
         train=TrainConfig(epochs=10, min_steps=train_steps, max_steps=train_steps))
     result = scoring_bench(cfg, progress=not quiet, report=None if quiet else _err)
@@ -131,13 +133,15 @@ def round_(dataset: str, strategy: str, pool_size: int | None, initial: int, que
 @click.option("--train-steps", type=int, default=100, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--limit", type=int, default=None, help="Rank only the first N candidates.")
+@click.option("--slice-rows", type=int, default=None,
+              help="Rows per network pass within a batch (default: 64 on CPU, the whole batch on GPU).")
 @threads_option
 @device_option
 @seed_option
 @json_option
 @quiet_option
 def rank(dataset: str, strategy: str, exact: bool, labels: int, train_steps: int, batch_size: int,
-         limit: int | None, threads: int | None, device: str, seed: int, as_json: bool, quiet: bool) -> None:
+         limit: int | None, slice_rows: int | None, threads: int | None, device: str, seed: int, as_json: bool, quiet: bool) -> None:
     """Rank a whole pool streamed from its source; report images/s and peak RSS vs the pool as one tensor.
 
     Example: /usr/bin/time -v activeadv bench rank --dataset folder:/tmp/mnist200k --json
@@ -149,7 +153,7 @@ def rank(dataset: str, strategy: str, exact: bool, labels: int, train_steps: int
     result = rank_pool(dataset, strategy, labels=labels, batch_size=batch_size, limit=limit, threads=threads,
                        device=device, seed=seed, progress=not quiet, report=None if quiet else _err,
                        train_cfg=TrainConfig(epochs=5, min_steps=train_steps, max_steps=train_steps),
-                       strategy_params=params)
+                       strategy_params=params, slice_rows=slice_rows)
     if as_json:
         echo_json(result)
         return

@@ -10,9 +10,7 @@ environment (``LABEL_STUDIO_API_KEY``) or, for a server started by
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 

@@ -4,7 +4,6 @@ import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -51,6 +50,7 @@ def test_simulate_is_deterministic_with_seed(tmp_path):
     a = runner.invoke(cli, [*args, "--out", str(tmp_path / "a")])
     b = runner.invoke(cli, [*args, "--out", str(tmp_path / "b")])
     assert a.exit_code == 0, a.output
+    assert b.exit_code == 0, b.output
     assert (tmp_path / "a" / "curves.csv").read_text() == (tmp_path / "b" / "curves.csv").read_text()
 
 

@@ -1,7 +1,6 @@
 """Known answers and invariants of the attacks (no timings)."""
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,7 +31,7 @@ def test_deepfool_multiclass_linear_is_distance_to_nearest_boundary():
     dist, x_adv = attacks.deepfool(model, x, top_k=3)
     logits = model(x).detach()
     pred = logits.argmax(1)
-    W, b = model.weight.detach(), model.bias.detach()
+    W = model.weight.detach()
     expected = torch.full((100,), float("inf"))
     for k in range(4):
         w = W[k] - W[pred]

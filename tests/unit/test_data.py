@@ -119,3 +119,33 @@ def test_subset_is_a_view_under_the_same_ids(tmp_path):
 
 def torch_equal(a, b) -> bool:
     return bool((a == b).all())
+
+
+def test_folder_keys_follow_path_component_order(tmp_path):
+    """Item order is the sorted order of path components ('a/z' before 'a-b/x', unlike a plain string sort);
+    hidden files and folders are not items."""
+    for rel in ("a-b/x.png", "a/z.png", "a/sub/y.png", "b/0.PNG", "b/notes.txt", "a/._z.png", ".cache/c/1.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith("txt"):
+            (tmp_path / rel).write_text("not an image")
+        else:
+            Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(tmp_path / rel, format="PNG")
+    pool = load_dataset(f"folder:{tmp_path}").pool
+    relative = [p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.suffix.lower() == ".png"]
+    expected = sorted(p for p in relative if not any(part.startswith(".") for part in p.parts))
+    assert pool.keys == [p.as_posix() for p in expected]
+    assert pool.keys[:2] == ["a/sub/y.png", "a/z.png"] and pool.class_names == ["a", "a-b", "b"]  # hidden: skipped
+    assert pool.path_of(pool.ids[-1]) == tmp_path / "b" / "0.PNG"
+
+
+def test_positions_under_sparse_ids():
+    pool = load_dataset("digits").pool
+    ids = np.arange(len(pool)) * 7 + 1_000_003  # database keys: sparse, large
+    renamed = pool.with_ids(ids[::-1].copy())
+    np.testing.assert_array_equal(renamed.positions(ids[::-1][[5, 0, 9]]), [5, 0, 9])
+    assert renamed.key_of(int(ids[-1])) == pool.key_of(0)
+    for bad in ([0], [int(ids.max()) + 7], [int(ids[3]) + 1]):
+        with pytest.raises(DataError, match="unknown item id"):
+            renamed.positions(bad)
+    with pytest.raises(DataError, match="unique"):
+        pool.with_ids(np.zeros(len(pool), dtype=np.int64))

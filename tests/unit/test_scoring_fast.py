@@ -65,6 +65,27 @@ def test_scores_do_not_depend_on_the_batch_size(digits_model, mode):
         np.testing.assert_allclose(other, runs[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name, params", [("dfal", {"mode": "fast", "shortlist": 0.2, "min_shortlist": 0}),
+                                          ("dfal", {"mode": "exact"}), ("fgsm-margin", {}), ("entropy", {}),
+                                          ("coreset", {})])
+def test_scores_do_not_depend_on_the_row_slice(digits_model, name, params):
+    """On CPU network passes run on slices of each batch (speed, bounded memory); the slice size changes nothing."""
+    pool, model, candidates = digits_model
+    ids = candidates[:130]
+    strategy = make_strategy(name, **params)
+    runs = [strategy.score(model, pool, ids, ScoringContext(batch_size=100, rows=rows, labeled_ids=candidates[-50:]))
+            for rows in (1, 9, None)]
+    for other in runs[1:]:
+        np.testing.assert_allclose(other, runs[0], rtol=1e-4, atol=1e-5)
+
+
+def test_row_slices_cover_the_batch_in_order():
+    x = torch.arange(10.0)[:, None]
+    assert [len(s) for s in ScoringContext(rows=4).slices(x)] == [4, 4, 2]
+    assert torch.equal(torch.cat(list(ScoringContext(rows=3).slices(x))), x)
+    assert [len(s) for s in ScoringContext().slices(torch.zeros(200, 1))] == [64, 64, 64, 8]  # CPU default
+
+
 def _linear_problem(num_classes: int):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(200, 12)).astype(np.float32)
