@@ -4,6 +4,9 @@ MNIST has 70,000 images; copies beyond that are shifted by one pixel so that
 every file has distinct content.  Write it outside the repository:
 
     python scripts/bench_make_folder.py ../shared/data/mnist /tmp/mnist200k --count 200000
+
+``--npz FILE`` also writes the same images, in the folder pool's item order, as one
+float32 array (``x``, ``y``): the in-memory baseline of the streamed-folder benchmark.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ def main() -> None:
     parser.add_argument("mnist", type=Path, help="folder with the MNIST IDX files")
     parser.add_argument("out", type=Path, help="output folder (created; outside the repository)")
     parser.add_argument("--count", type=int, default=200_000)
+    parser.add_argument("--npz", type=Path, default=None, help="also write the pool as one float32 .npz here")
     args = parser.parse_args()
     images, labels = [], []
     for stem in ("train", "t10k"):
@@ -35,6 +39,20 @@ def main() -> None:
         src, copy = i % len(x), i // len(x)
         img = np.roll(x[src], shifts[copy % len(shifts)], axis=(0, 1)) if copy else x[src]
         Image.fromarray(img).save(args.out / str(int(y[src])) / f"{i:06d}.png")
+    if args.npz:
+        write_npz(args.out, args.npz)
+
+
+def write_npz(folder: Path, out: Path, chunk: int = 4096) -> None:
+    """The folder pool as one float32 tensor, read through ``load_dataset`` so pixels and order match."""
+    from activeadv.data import load_dataset
+
+    pool = load_dataset(f"folder:{folder}").pool
+    x = np.empty((len(pool), *pool.input_shape), dtype=np.float32)
+    for start in range(0, len(pool), chunk):
+        ids = pool.ids[start : start + chunk]
+        x[start : start + len(ids)] = pool.load(ids).numpy()
+    np.savez(out, x=x, y=pool.targets(pool.ids))
 
 
 if __name__ == "__main__":
