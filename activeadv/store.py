@@ -39,7 +39,16 @@ from activeadv.errors import ConfigError, LabelError, LockedError, NotFoundError
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+def _migrations_dir() -> Path:
+    """Inside the package when installed from a wheel; the repository's ``migrations/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "migrations", here.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise SchemaError("activeadv's database migrations are missing from this installation; reinstall activeadv")
+
+
 UPGRADE_HINT = "run `activeadv db upgrade`"
 _CHUNK = 500  # ids per IN (...) clause: stays below every backend's parameter limit
 
@@ -164,7 +173,7 @@ class Store:
         from alembic.config import Config
 
         cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("script_location", str(_migrations_dir()))
         cfg.set_main_option("path_separator", "os")
         cfg.attributes["url"] = self.url.render_as_string(hide_password=False)
         if connection is not None:

@@ -58,3 +58,30 @@ def test_partial_unique_index_keeps_one_current_label_per_item(store):
     with pytest.raises(IntegrityError):
         with store.engine.begin() as conn:
             conn.execute(insert, {"p": p.id, "i": int(item)})
+
+
+def test_a_built_wheel_carries_the_migrations(tmp_path):
+    """`pip install activeadv` (not editable) must still be able to run `activeadv db upgrade`."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("activeadv-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"activeadv/migrations/{p.relative_to(root / 'migrations').as_posix()}"
+                for p in (root / "migrations").rglob("*") if p.suffix in (".py", ".mako")}
+    assert expected and expected <= names
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    db = tmp_path / "fresh.db"
+    done = subprocess.run([sys.executable, "-m", "activeadv", "db", "upgrade", "--db", f"sqlite:///{db}"],
+                          capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"),
+                                                                             "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert "(head)" in done.stdout
+    probe = subprocess.run([sys.executable, "-c", "import activeadv.store as s; print(s._migrations_dir())"],
+                           capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site")})
+    assert probe.stdout.strip() == str(tmp_path / "site" / "activeadv" / "migrations")
