@@ -44,6 +44,7 @@ class ScoringContext:
     labeled_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     batch_size: int = 256  # items streamed from the pool at a time
     progress: bool = False
+    n: int | None = None  # how many items the caller will take (``select``); None: a full ranking is wanted
     rows: int | None = None  # rows per network pass (None: networks.CPU_ROWS on CPU, the whole batch on GPU)
 
     def slices(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -189,32 +190,40 @@ class DFAL(Strategy):
     step towards the runner-up class, ``attacks.linear_margin``: one forward
     and one backward), then exact DeepFool runs on the ``shortlist`` fraction
     of candidates closest by that estimate (at least ``min_shortlist``
-    items).  Shortlisted items get their exact DeepFool distance and rank
-    first; the others follow, ordered by their first-order distance.  On
-    MNIST the top 1% agrees with exact DeepFool's top 1% (overlap 1.00,
-    docs/benchmarks.md); ``activeadv bench scoring`` measures it for a model
-    and pool.  Both passes stream the pool in batches.
+    items).  When the caller says how many items it will take (``ctx.n``,
+    set by ``select``), the shortlist is also capped at ``per_pick`` times
+    that: only the top n must be exact, and on MNIST exact DeepFool's top n
+    was inside the first-order top n itself for n = 10 to 200 of 20,000
+    (docs/benchmarks.md), so 5x is a wide margin that keeps a round on a
+    large pool from spending most of its time on the shortlist.
+    Shortlisted items get their exact DeepFool distance and rank first; the
+    others follow, ordered by their first-order distance.  On MNIST the top
+    1% agrees with exact DeepFool's top 1% (overlap 1.00); ``activeadv bench
+    scoring`` measures it for a model and pool.  Both passes stream the
+    pool in batches.
     """
 
     name = "dfal"
     MODES = ("fast", "exact")
 
     def __init__(self, top_k: int = 10, steps: int = 50, overshoot: float = 0.02, mode: str = "fast",
-                 shortlist: float = 0.05, min_shortlist: int = 256) -> None:
+                 shortlist: float = 0.05, min_shortlist: int = 256, per_pick: int = 5) -> None:
         if mode not in self.MODES:
             raise ConfigError(f"unknown dfal mode '{mode}': use fast or exact")
         if not 0.0 < shortlist <= 1.0:
             raise ConfigError(f"dfal shortlist must be a fraction in (0, 1], got {shortlist}")
         if min_shortlist < 0:
             raise ConfigError("dfal min_shortlist must be >= 0")
+        if per_pick < 1:
+            raise ConfigError("dfal per_pick must be >= 1")
         self.top_k, self.steps, self.overshoot = top_k, steps, overshoot
-        self.mode, self.shortlist, self.min_shortlist = mode, shortlist, min_shortlist
+        self.mode, self.shortlist, self.min_shortlist, self.per_pick = mode, shortlist, min_shortlist, per_pick
 
     def params(self):
         params: dict[str, object] = {"mode": self.mode, "top_k": self.top_k, "steps": self.steps,
                                      "overshoot": self.overshoot}
         if self.mode == "fast":
-            params.update(shortlist=self.shortlist, min_shortlist=self.min_shortlist)
+            params.update(shortlist=self.shortlist, min_shortlist=self.min_shortlist, per_pick=self.per_pick)
         return params
 
     def _deepfool(self, model, pool, ids, ctx, desc="deepfool") -> np.ndarray:
@@ -223,9 +232,12 @@ class DFAL(Strategy):
 
         return per_item(model, pool, ids, ctx, distance, desc)
 
-    def shortlist_size(self, n: int) -> int:
-        """How many of ``n`` candidates the fast mode sends to exact DeepFool."""
-        return min(n, max(math.ceil(self.shortlist * n), self.min_shortlist))
+    def shortlist_size(self, count: int, take: int | None = None) -> int:
+        """How many of ``count`` candidates the fast mode sends to exact DeepFool when ``take`` will be kept."""
+        size = math.ceil(self.shortlist * count)
+        if take is not None:
+            size = min(size, self.per_pick * take)
+        return min(count, max(size, self.min_shortlist))
 
     def rank_distances(self, model: nn.Module, pool: Pool, ids: np.ndarray,
                        ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
@@ -235,12 +247,13 @@ class DFAL(Strategy):
         first-order estimate (``attacks.linear_margin``) for the rest.
         """
         ids = np.asarray(ids, dtype=np.int64)
-        if self.mode == "exact" or self.shortlist_size(len(ids)) >= len(ids):
+        size = self.shortlist_size(len(ids), ctx.n)
+        if self.mode == "exact" or size >= len(ids):
             return self._deepfool(model, pool, ids, ctx), np.ones(len(ids), dtype=bool)
         distance = per_item(model, pool, ids, ctx, lambda rows: attacks.linear_margin(model, rows, top_k=1),
                             "first-order margin")
         # the closest by the estimate; stable, so equal estimates keep candidate order
-        short = np.sort(np.argsort(distance, kind="stable")[: self.shortlist_size(len(ids))])
+        short = np.sort(np.argsort(distance, kind="stable")[:size])
         distance[short] = self._deepfool(model, pool, ids[short], ctx, "deepfool (shortlist)")
         exact = np.zeros(len(ids), dtype=bool)
         exact[short] = True
@@ -337,7 +350,7 @@ def select(strategy: Strategy, model: nn.Module, pool: Pool, candidates: np.ndar
     if subsample is not None and subsample < len(pool_ids):
         pool_ids = np.sort(rng.choice(pool_ids, size=max(subsample, n), replace=False))
     order = rng.permutation(len(pool_ids))
-    ctx = ScoringContext(labeled_ids=labeled, batch_size=batch_size, progress=progress, rows=rows)
+    ctx = ScoringContext(labeled_ids=labeled, batch_size=batch_size, progress=progress, rows=rows, n=n)
     if len(pool_ids) == 0 or n == 0:
         empty = np.empty(0, dtype=np.int64)
         return Selection(empty, np.empty(0), repr(strategy), empty, np.empty(0))

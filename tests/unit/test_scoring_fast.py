@@ -128,6 +128,39 @@ def test_small_candidate_sets_are_scored_exactly(digits_model):
     assert is_exact.all()
 
 
+def test_shortlist_is_capped_by_what_select_will_take():
+    strategy = DFAL()  # 5% of the candidates, at least 256, at most 5 per item taken
+    assert strategy.shortlist_size(60_000) == 3_000  # a full ranking: the fraction
+    assert strategy.shortlist_size(60_000, take=40) == 256  # 5 x 40 = 200, raised to the minimum
+    assert strategy.shortlist_size(100_000, take=200) == 1_000
+    assert strategy.shortlist_size(60_000, take=1_000) == 3_000  # the fraction is the smaller
+    assert strategy.shortlist_size(100, take=5) == 100
+
+
+def test_select_sends_only_per_pick_times_n_to_deepfool_and_keeps_exact_choices(digits_model, monkeypatch):
+    pool, model, candidates = digits_model
+    fast = DFAL(min_shortlist=0, shortlist=0.5, per_pick=5)
+    sizes: list[int] = []
+    real = DFAL._deepfool
+
+    def spy(self, model, pool, ids, ctx, desc="deepfool"):
+        sizes.append(len(ids))
+        return real(self, model, pool, ids, ctx, desc)
+
+    monkeypatch.setattr(DFAL, "_deepfool", spy)
+    picked = select(fast, model, pool, candidates, 10, rng=np.random.default_rng(0))
+    assert sizes == [50]  # 5 x 10, not half of the ~1,100 candidates
+    exact = select(DFAL(mode="exact"), model, pool, candidates, 10, rng=np.random.default_rng(0))
+    common = sorted(set(picked.item_ids.tolist()) & set(exact.item_ids.tolist()))
+    assert len(common) >= 9
+    # the chosen items carry their exact DeepFool score, not the first-order estimate
+    score_of = lambda sel: dict(zip(sel.item_ids.tolist(), sel.scores.tolist()))  # noqa: E731
+    np.testing.assert_allclose([score_of(picked)[i] for i in common], [score_of(exact)[i] for i in common],
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError):
+        make_strategy("dfal", per_pick=0)
+
+
 def test_mode_is_a_parameter_and_validated():
     assert make_strategy("dfal").mode == "fast"
     assert "mode=exact" in repr(make_strategy("dfal", mode="exact"))
