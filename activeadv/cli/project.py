@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -505,12 +506,20 @@ def _round_row(r) -> dict:
             "started_at": r.started_at.isoformat()}
 
 
+def _short_strategy(text: str) -> str:
+    """The table's strategy column: the name and its mode (``dfal(fast)``); ``--json`` keeps every parameter."""
+    name, _, args = text.partition("(")
+    mode = re.search(r"\bmode=(\w+)", args)
+    return f"{name}({mode.group(1)})" if mode else name
+
+
 def _echo_round_table(rounds: list[dict]) -> None:
-    width = max(len("strategy"), *(len(r["strategy"]) for r in rounds)) + 2
+    names = [_short_strategy(r["strategy"]) for r in rounds]
+    width = max(len("strategy"), *(len(n) for n in names)) + 2
     click.echo(f"{'round':>5}  {'strategy':<{width}}{'state':<10}{'labels':>7}{'asked':>7}"
                f"{'accuracy':>10}{'FGSM':>8}{'PGD':>8}{'time':>9}")
-    for r in rounds:
-        click.echo(f"{r['round']:>5}  {r['strategy']:<{width}}{r['state']:<10}{_n(r['labels']):>7}"
+    for r, name in zip(rounds, names):
+        click.echo(f"{r['round']:>5}  {name:<{width}}{r['state']:<10}{_n(r['labels']):>7}"
                    f"{_n(r['selected']):>7}{_pct(r['accuracy']):>10}{_pct(r['fgsm_accuracy']):>8}"
                    f"{_pct(r['pgd_accuracy']):>8}{r['seconds']:>8.1f}s")
 
