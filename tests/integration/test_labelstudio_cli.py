@@ -16,14 +16,6 @@ from ls_gate import TOKEN, URL, require  # noqa: E402  (the gate: skip, or fail 
 pytestmark = pytest.mark.labelstudio
 
 
-@pytest.fixture()
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("ACTIVEADV_DATABASE_URL", f"sqlite:///{tmp_path / 'a.db'}")
-    monkeypatch.setenv("ACTIVEADV_HOME", str(tmp_path / "home"))  # no local server.json to fall back on
-    monkeypatch.delenv("ACTIVEADV_PROJECT", raising=False)
-    return tmp_path
-
-
 def run(*args: str, ok: bool = True):
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     if ok:
@@ -31,7 +23,7 @@ def run(*args: str, ok: bool = True):
     return result
 
 
-def test_link_push_annotate_sync_round_trip(env):
+def test_link_push_annotate_sync_round_trip(cli_env):
     from activeadv.store import Store
 
     run("init", "demo", "--dataset", "digits", "-q")
@@ -67,7 +59,7 @@ def test_link_push_annotate_sync_round_trip(env):
         client.sdk.projects.delete(ls_pid)
 
 
-def test_failures_are_one_line_errors_without_the_token(env, monkeypatch):
+def test_failures_are_one_line_errors_without_the_token(cli_env, monkeypatch):
     run("init", "demo", "--dataset", "digits", "-q")
     result = run("push", ok=False)
     assert result.exit_code == 1 and "not linked to Label Studio" in result.output
@@ -86,7 +78,7 @@ def test_failures_are_one_line_errors_without_the_token(env, monkeypatch):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_rounds_with_the_label_studio_oracle_wired_to_the_store(env):
+def test_rounds_with_the_label_studio_oracle_wired_to_the_store(cli_env):
     """loop.run_round with store_oracle: seed round pushes, a person (simulated) answers, the next round trains."""
     from activeadv.cli.labelstudio import link_project, store_oracle
     from activeadv.loop import RoundOptions, project_dataset, run_round, train_config_for
@@ -101,14 +93,14 @@ def test_rounds_with_the_label_studio_oracle_wired_to_the_store(env):
             cfg = train_config_for(project, epochs=1, min_steps=5, adv="none", device="cpu")
             opts = RoundOptions(strategy="entropy", query_size=5, initial=10)
             oracle = store_oracle(store, project, data.pool, client)
-            run_round(store, project, data, oracle, cfg, opts, env / "ckpt")
+            run_round(store, project, data, oracle, cfg, opts, cli_env / "ckpt")
             assert client.project_counts(project.ls_project_id)["open"] == 10
             assert len(store.task_ids(store.rounds(project.id)[0].id)) == 10  # the map is in the store
 
             truth = {int(i): data.class_names[int(t)] for i, t in zip(data.pool.ids, data.pool.targets(data.pool.ids))}
             client.annotate_open_tasks(project.ls_project_id, truth.__getitem__)
             oracle = store_oracle(store, project, data.pool, client)  # a new process knows only the store
-            result = run_round(store, project, data, oracle, cfg, opts, env / "ckpt")
+            result = run_round(store, project, data, oracle, cfg, opts, cli_env / "ckpt")
             oracle.commit()
             assert result.labels == 10 and len(result.selection) == 5
             tasks = [L._as_dict(t) for t in client.sdk.tasks.list(project=project.ls_project_id, fields="all")]
@@ -120,7 +112,7 @@ def test_rounds_with_the_label_studio_oracle_wired_to_the_store(env):
             client.sdk.projects.delete(project.ls_project_id)
 
 
-def test_image_folder_is_served_from_disk(env):
+def test_image_folder_is_served_from_disk(cli_env):
     require(bool(os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")),
             "set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT to the server's files root")
     import uuid

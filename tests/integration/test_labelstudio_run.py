@@ -22,13 +22,10 @@ pytestmark = pytest.mark.labelstudio
 
 
 @pytest.fixture()
-def linked(tmp_path, monkeypatch):
+def linked(cli_env):
     """A digits project linked to the server at init; the Label Studio project is deleted afterwards."""
     from activeadv.store import Store
 
-    monkeypatch.setenv("ACTIVEADV_DATABASE_URL", f"sqlite:///{tmp_path / 'a.db'}")
-    monkeypatch.setenv("ACTIVEADV_HOME", str(tmp_path / "home"))  # no local server.json to fall back on
-    monkeypatch.delenv("ACTIVEADV_PROJECT", raising=False)
     run("init", "demo", "--dataset", "digits", "--label-studio", URL, "-q")  # type: ignore[arg-type]
     with Store.open(os.environ["ACTIVEADV_DATABASE_URL"]) as store:
         ls_pid = store.get_project().ls_project_id
