@@ -496,5 +496,6 @@ def rank_pool(dataset: str, strategy_name: str = "dfal", *, labels: int = 200, t
             "strategy": repr(strategy), "batch_size": batch_size, "slice_rows": slice_rows,
             "scan_s": scan_s, "train_s": train_s,
             "rank_s": rank_s, "images_per_s": len(candidates) / rank_s, "peak_rss_bytes": peak,
-            "peak_rss_after_scan_bytes": rss_after_scan, "peak_rss_after_train_bytes": rss_after_train, "pool_as_one_float32_tensor_bytes": one_tensor,
+            "peak_rss_after_scan_bytes": rss_after_scan, "peak_rss_after_train_bytes": rss_after_train,
+            "pool_as_one_float32_tensor_bytes": one_tensor,
             "rss_over_tensor": peak / one_tensor, "unreadable": int(len(pool.unreadable))}

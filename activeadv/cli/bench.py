@@ -141,7 +141,8 @@ def round_(dataset: str, strategy: str, pool_size: int | None, initial: int, que
 @json_option
 @quiet_option
 def rank(dataset: str, strategy: str, exact: bool, labels: int, train_steps: int, batch_size: int,
-         limit: int | None, slice_rows: int | None, threads: int | None, device: str, seed: int, as_json: bool, quiet: bool) -> None:
+         limit: int | None, slice_rows: int | None, threads: int | None, device: str, seed: int, as_json: bool,
+         quiet: bool) -> None:
     """Rank a whole pool streamed from its source; report images/s and peak RSS vs the pool as one tensor.
 
     Example: /usr/bin/time -v activeadv bench rank --dataset folder:/tmp/mnist200k --json
