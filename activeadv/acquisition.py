@@ -315,6 +315,25 @@ def make_strategy(name: str, **params: object) -> Strategy:
         raise ConfigError(f"bad parameters for strategy '{name}': {exc}") from None
 
 
+def parse_strategy(text: str) -> tuple[str, dict[str, object]]:
+    """``repr(strategy)`` back to ``(name, params)``: ``"dfal(mode=fast, top_k=10)"`` -> ``("dfal", {...})``.
+
+    Rounds store the strategy as its repr; this reads it back (to finish an
+    interrupted round with the same settings, to print a short name).
+    """
+    import ast
+
+    name, _, args = text.partition("(")
+    params: dict[str, object] = {}
+    for part in filter(None, (p.strip() for p in args.rstrip(")").split(","))):
+        key, _, value = part.partition("=")
+        try:
+            params[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            params[key.strip()] = value.strip()  # a bare word such as fast
+    return name.strip(), params
+
+
 def _kcenter_greedy(candidate_emb: np.ndarray, labeled_emb: np.ndarray, n: int, order: np.ndarray) -> list[int]:
     """Positions (into ``candidate_emb``) chosen greedily to cover the embedding space."""
     if len(labeled_emb):

@@ -256,12 +256,19 @@ def run_rounds(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle
 
 
 def _resumed_strategy(rnd: RoundInfo, asked: acquisition.Strategy) -> acquisition.Strategy:
-    """An interrupted round is finished with the strategy it started with, whatever --strategy says now."""
-    name = rnd.strategy.split("(", 1)[0]
-    if rnd.strategy == SEED_STRATEGY or rnd.strategy == repr(asked) or name not in acquisition.STRATEGIES:
+    """An interrupted round is finished with the strategy (and parameters) it started with, whatever
+    --strategy says now."""
+    if rnd.strategy == SEED_STRATEGY or rnd.strategy == repr(asked):
         return asked
-    log.warning("finishing round %d with its own strategy %s (not %r)", rnd.number, rnd.strategy, asked)
-    return acquisition.make_strategy(name) if name != asked.name else asked
+    name, params = acquisition.parse_strategy(rnd.strategy)
+    try:
+        own = acquisition.make_strategy(name, **params)
+    except ConfigError:  # written by a version with other strategies or parameters
+        log.warning("round %d started with %s, which this version cannot rebuild; finishing it with %r",
+                    rnd.number, rnd.strategy, asked)
+        return asked
+    log.warning("finishing round %d with its own strategy %r (not %r)", rnd.number, own, asked)
+    return own
 
 
 def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy_name: str) -> RoundInfo:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-import re
 from datetime import datetime
 from pathlib import Path
 
@@ -508,9 +507,10 @@ def _round_row(r) -> dict:
 
 def _short_strategy(text: str) -> str:
     """The table's strategy column: the name and its mode (``dfal(fast)``); ``--json`` keeps every parameter."""
-    name, _, args = text.partition("(")
-    mode = re.search(r"\bmode=(\w+)", args)
-    return f"{name}({mode.group(1)})" if mode else name
+    from activeadv.acquisition import parse_strategy
+
+    name, params = parse_strategy(text)
+    return f"{name}({params['mode']})" if "mode" in params else name
 
 
 def _echo_round_table(rounds: list[dict]) -> None:

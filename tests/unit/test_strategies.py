@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from activeadv.acquisition import STRATEGIES, Entropy, LeastConfidence, Margin, make_strategy, select
+from activeadv.acquisition import (STRATEGIES, Entropy, LeastConfidence, Margin, make_strategy, parse_strategy,
+                                  select)
 from activeadv.data import ArrayPool
 from activeadv.errors import ConfigError
 from activeadv.networks import build_network
@@ -89,3 +90,17 @@ def test_dfal_prefers_points_near_a_linear_boundary():
     b = float((model.head.bias[1] - model.head.bias[0]).detach())
     analytic = np.abs(x @ w + b) / np.linalg.norm(w)
     assert set(sel.item_ids) == set(np.argsort(analytic)[:10])
+
+
+@pytest.mark.parametrize("name, params", [(n, {}) for n in STRATEGIES] + [
+    ("dfal", {"mode": "exact", "top_k": 3, "overshoot": 0.05}),
+    ("dfal", {"shortlist": 0.1, "per_pick": 2}),
+    ("fgsm-margin", {"max_epsilon": 0.25, "grid": 8}),
+])
+def test_a_stored_strategy_string_rebuilds_the_same_strategy(name, params):
+    """Rounds store repr(strategy); an interrupted round is finished with what parse_strategy reads back."""
+    strategy = make_strategy(name, **params)
+    stored_name, stored_params = parse_strategy(repr(strategy))
+    again = make_strategy(stored_name, **stored_params)
+    assert repr(again) == repr(strategy) and type(again) is type(strategy)
+
