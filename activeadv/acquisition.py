@@ -27,14 +27,13 @@ from typing import ClassVar
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from activeadv import attacks
 from activeadv.data import Pool
 from activeadv.errors import ConfigError
 from activeadv.networks import row_slices
 from activeadv.records import Selection
-from activeadv.training import predict_proba
+from activeadv.training import predict_proba, stream
 
 
 @dataclass
@@ -111,17 +110,6 @@ class Entropy(_ProbabilityStrategy):
         return -(probs * np.log(np.clip(probs, 1e-12, None))).sum(1)
 
 
-def _stream(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext,
-            desc: str) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """Stream ``(ids_chunk, x)`` on the model's device, with an images/s progress bar."""
-    device = next(model.parameters()).device
-    with tqdm(total=len(ids), desc=desc, unit="img", unit_scale=True, disable=not ctx.progress,
-              leave=False) as bar:
-        for chunk, x in pool.batches(ids, ctx.batch_size):
-            yield chunk, x.to(device)
-            bar.update(len(chunk))
-
-
 def per_item(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext,
              fn: Callable[[torch.Tensor], torch.Tensor], desc: str) -> np.ndarray:
     """``fn`` (a (rows,) value per input row) over ``ids``, streamed, as one (N,) float64 array.
@@ -134,7 +122,8 @@ def per_item(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext,
     """
     out = np.empty(len(ids), dtype=np.float64)
     row = 0
-    for _, x in _stream(model, pool, np.asarray(ids, dtype=np.int64), ctx, desc):
+    for _, x in stream(model, pool, np.asarray(ids, dtype=np.int64), ctx.batch_size, desc=desc,
+                       progress=ctx.progress):
         for rows in ctx.slices(x):
             out[row : row + len(rows)] = fn(rows).detach().cpu().numpy()
             row += len(rows)
@@ -151,7 +140,7 @@ class CoreSet(Strategy):
         out: np.ndarray | None = None  # (N, D), allocated once D is known
         row = 0
         with attacks.eval_mode(model), torch.inference_mode():
-            for _, x in _stream(model, pool, ids, ctx, "embed"):
+            for _, x in stream(model, pool, ids, ctx.batch_size, desc="embed", progress=ctx.progress):
                 for part in ctx.slices(x):
                     emb = model.embed(part).float().cpu().numpy()
                     if out is None:
@@ -260,7 +249,8 @@ class DFAL(Strategy):
         return distance, exact
 
     def distances(self, model, pool, ids, ctx) -> np.ndarray:
-        """Distance to the boundary per item: exact DeepFool, or in fast mode its first-order estimate off the shortlist."""
+        """Distance to the boundary per item: exact DeepFool, or in fast mode its first-order estimate
+        off the shortlist."""
         return self.rank_distances(model, pool, ids, ctx)[0]
 
     def score(self, model, pool, ids, ctx):

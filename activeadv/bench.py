@@ -46,7 +46,7 @@ from activeadv.acquisition import DFAL, ScoringContext, Strategy, make_strategy,
 from activeadv.data import Pool, load_dataset
 from activeadv.errors import ConfigError
 from activeadv.networks import count_parameters
-from activeadv.training import TrainConfig, evaluate, resolve_device, train
+from activeadv.training import TrainConfig, evaluate, resolve_device, stream, train
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,9 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 # ------------------------------------------------------------------ baselines
 def forward_pass(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext) -> None:
     """Forward only, inference mode: the floor of any model-based score (same row slices as the scores)."""
-    device = next(model.parameters()).device
     with attacks.eval_mode(model), torch.inference_mode():
-        for _, x in pool.batches(ids, ctx.batch_size):
-            for rows in ctx.slices(x.to(device)):
+        for _, x in stream(model, pool, ids, ctx.batch_size, desc="forward"):
+            for rows in ctx.slices(x):
                 model(rows)
 
 
@@ -119,10 +118,9 @@ def forward_backward(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: Scoring
     Run on the same row slices as the gradient-based scores (``ctx.slices``),
     so that their ratios to it compare work, not batch shapes.
     """
-    device = next(model.parameters()).device
     with attacks.eval_mode(model):
-        for _, batch in pool.batches(ids, ctx.batch_size):
-            for rows in ctx.slices(batch.to(device)):
+        for _, batch in stream(model, pool, ids, ctx.batch_size, desc="forward+backward"):
+            for rows in ctx.slices(batch):
                 x = rows.requires_grad_(True)
                 logits = model(x)
                 loss = F.cross_entropy(logits, logits.detach().argmax(1), reduction="sum")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -174,20 +175,26 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
     return model
 
 
+def stream(model: nn.Module, pool: Pool, ids: np.ndarray, batch_size: int, *, desc: str,
+           progress: bool = False) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """``pool.batches`` moved to the model's device, with an images/s progress bar: every pass over a pool."""
+    device = next(model.parameters()).device
+    with tqdm(total=len(ids), desc=desc, unit="img", unit_scale=True, disable=not progress, leave=False) as bar:
+        for chunk, x in pool.batches(ids, batch_size):
+            yield chunk, x.to(device)
+            bar.update(len(chunk))
+
+
 def predict_proba(model: nn.Module, pool: Pool, ids: np.ndarray, *, batch_size: int = 512,
                   progress: bool = False, rows: int | None = None) -> np.ndarray:
     """Softmax probabilities (N, C) float64, streamed in batches (each run in ``row_slices``)."""
-    device = next(model.parameters()).device
     out = np.empty((len(ids), pool.num_classes), dtype=np.float64)
     row = 0
-    with attacks.eval_mode(model), torch.inference_mode(), \
-            tqdm(total=len(ids), desc="predict", unit="img", unit_scale=True, disable=not progress,
-                 leave=False) as bar:
-        for chunk, x in pool.batches(ids, batch_size):
-            for part in row_slices(x.to(device), rows):
+    with attacks.eval_mode(model), torch.inference_mode():
+        for _, x in stream(model, pool, ids, batch_size, desc="predict", progress=progress):
+            for part in row_slices(x, rows):
                 out[row : row + len(part)] = F.softmax(model(part), dim=1).double().cpu().numpy()
                 row += len(part)
-            bar.update(len(chunk))
     return out
 
 
@@ -206,12 +213,10 @@ def evaluate(model: nn.Module, test: Pool, cfg: TrainConfig, *, progress: bool =
     subset = ids
     if len(ids) > cfg.eval_adv_max:  # the same subset for every model of a dataset
         subset = np.sort(np.random.default_rng(12345).choice(ids, cfg.eval_adv_max, replace=False))
-    device = next(model.parameters()).device
     fgsm_hits = pgd_hits = 0
     generator = torch.Generator().manual_seed(cfg.seed)
-    for chunk, batch in test.batches(subset, cfg.eval_batch_size):
-        labels = torch.from_numpy(test.targets(chunk)).to(device)
-        batch = batch.to(device)
+    for chunk, batch in stream(model, test, subset, cfg.eval_batch_size, desc="evaluate (attacks)", progress=progress):
+        labels = torch.from_numpy(test.targets(chunk)).to(batch.device)
         for x, y in zip(row_slices(batch), row_slices(labels)):  # same device: same slices
             x_fgsm = attacks.fgsm(model, x, y, cfg.epsilon, clip=test.clip_range)
             x_pgd = attacks.pgd(model, x, y, cfg.epsilon, steps=max(cfg.adv_steps, 10), clip=test.clip_range,
