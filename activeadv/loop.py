@@ -165,14 +165,16 @@ class WaitResult:
     polls: int
 
 
-def new_labels(store: Store, project: ProjectInfo) -> int:
+def new_labels(store: Store, project: ProjectInfo, status: ProjectStatus | None = None) -> int:
     """Labels in the store that the latest trained round did not use (0 before any training).
 
     Computed from the database alone, so a wait interrupted by Ctrl-C (or a
     crash) and started again counts the labels that already arrived.
+    ``status``: the project's status when the caller has just read it.
     """
-    used = next((r.labels_used for r in reversed(store.rounds(project.id)) if r.labels_used is not None), 0)
-    return max(0, store.status(project.id).labeled - used)
+    status = status or store.status(project.id)
+    used = next((r.labels_used for r in reversed(status.rounds) if r.labels_used is not None), 0)
+    return max(0, status.labeled - used)
 
 
 def wait_for_labels(store: Store, project: ProjectInfo, oracle: Oracle, min_new: int, *,
@@ -206,8 +208,8 @@ def wait_for_labels(store: Store, project: ProjectInfo, oracle: Oracle, min_new:
                 store.add_labels(project.id, oracle.collect())
                 _acknowledge(oracle)
             polls += 1
-            arrived = new_labels(store, project)
-            pending = store.status(project.id).pending
+            status = store.status(project.id)
+            arrived, pending = new_labels(store, project, status), status.pending
             bar.n = min(arrived, min_new)
             bar.set_postfix(pending=pending)
             bar.refresh()
