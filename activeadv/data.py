@@ -93,12 +93,11 @@ class Pool:
         """Storage positions of ``ids``; an id not in the pool raises ``DataError``."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         at = np.searchsorted(self._sorted_ids, ids)
-        at_clipped = np.minimum(at, max(len(self._sorted_ids) - 1, 0))
-        found = (at < len(self._sorted_ids)) & (self._sorted_ids[at_clipped] == ids) if len(self._sorted_ids) else \
-            np.zeros(len(ids), dtype=bool)
+        found = at < len(self._sorted_ids)
+        found[found] = self._sorted_ids[at[found]] == ids[found]
         if not found.all():
             raise DataError(f"unknown item id {int(ids[~found][0])}")
-        return self._sorted_positions[at_clipped]
+        return self._sorted_positions[at]
 
     def _position_of(self, item_id: int) -> int:
         return int(self.positions([item_id])[0])
@@ -106,9 +105,9 @@ class Pool:
     def with_ids(self, ids: np.ndarray | Sequence[int]) -> "Pool":
         """The same items under other ids (e.g. database keys), in the same order."""
         new_ids = np.asarray(ids, dtype=np.int64)
-        if len(new_ids) != len(self.ids) or len(np.unique(new_ids)) != len(new_ids):
-            raise DataError("with_ids needs one unique id per item")
-        clone = self._clone(new_ids, self.positions(self.ids))
+        if len(new_ids) != len(self.ids):
+            raise DataError(f"with_ids needs one id per item: {len(new_ids)} ids for {len(self.ids)} items")
+        clone = self._clone(new_ids, self.positions(self.ids))  # raises when the new ids repeat
         clone.unreadable = set()
         return clone
 

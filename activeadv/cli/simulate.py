@@ -40,8 +40,8 @@ from activeadv.cli.common import (db_option, device_option, echo_json, json_opti
 @json_option
 def simulate_command(dataset: str, classes: str | None, strategies: str, initial: int, query_size: int,
                      budget: int, seeds: int, seed: int, candidates: int | None, dfal_add_adversarial: bool,
-                     dfal_mode: str, target_accuracy: float | None, oracle_error: float, device: str, out_dir: Path, database_url: str | None,
-                     quiet: bool, as_json: bool, **train_kwargs) -> None:
+                     dfal_mode: str, target_accuracy: float | None, oracle_error: float, device: str, out_dir: Path,
+                     database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Compare selection strategies by simulation: hidden labels revealed on request.
 
     Every strategy of a seed starts from the same random initial set; each
@@ -66,8 +66,7 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
     cfg = SimulationConfig(strategies=tuple(parse_csv_list(strategies)), initial=initial, query_size=query_size,
                            budget=budget, seeds=tuple(range(seed, seed + seeds)), candidates=candidates,
                            dfal_add_adversarial=dfal_add_adversarial, dfal_mode=dfal_mode,
-                           target_accuracy=target_accuracy,
-                           oracle_error=oracle_error, train=train_cfg)
+                           target_accuracy=target_accuracy, oracle_error=oracle_error, train=train_cfg)
     data = load_dataset(dataset, class_names=parse_csv_list(classes) if classes else None)
     result = simulate(data, cfg, progress=not quiet)
     summary = write_outputs(result, out_dir)
