@@ -15,6 +15,14 @@ Strategies:
   dfal              -DeepFool L2 distance to the decision boundary (Ducoffe & Precioso 2018); mode=fast
                     (default) runs DeepFool only on a first-order shortlist, mode=exact on every candidate
   fgsm-margin       -smallest FGSM epsilon that flips the prediction (cheap adversarial margin)
+
+Batch diversity, for any strategy but coreset (``NAME+kcenter``, ``NAME+kmeans++``,
+or ``make_strategy(name, diversity=..., diversity_factor=k)``): the ``k x n``
+best-scored candidates form a shortlist, and the n picks are spread over it in
+the model's penultimate embedding: greedy k-center from the best-scored item,
+or k-means++ seeding (D^2 sampling, as BADGE does; Ash et al. 2020).  Top-n of
+a margin score tends to ask n near-copies of the same confusion; the spread
+batch asks about n different ones.
 """
 
 from __future__ import annotations
@@ -51,17 +59,39 @@ class ScoringContext:
         return row_slices(x, self.rows)
 
 
+DIVERSITY = ("none", "kcenter", "kmeans++")
+
+
 class Strategy:
-    """Base class: ``score(model, pool, ids, ctx) -> (len(ids),) float64``, higher = ask first."""
+    """Base class: ``score(model, pool, ids, ctx) -> (len(ids),) float64``, higher = ask first.
+
+    ``diversity`` / ``diversity_factor`` (set by ``make_strategy``) tell
+    ``select`` to spread the n picks over the ``factor x n`` best-scored
+    candidates instead of taking the top n.
+    """
 
     name: ClassVar[str] = ""
     diverse: ClassVar[bool] = False  # select() runs k-center greedy on ``embed`` instead of top-n
+    diversity: str = "none"
+    diversity_factor: int = 10
 
     def params(self) -> dict[str, object]:
         return {}
 
+    def all_params(self) -> dict[str, object]:
+        """``params()`` plus the batch-diversity settings when on: what ``repr`` stores and ``make_strategy`` takes."""
+        params = dict(self.params())
+        if self.diversity != "none":
+            params.update(diversity=self.diversity, diversity_factor=self.diversity_factor)
+        return params
+
+    @property
+    def label(self) -> str:
+        """Short name: ``dfal`` or ``dfal+kcenter``."""
+        return self.name if self.diversity == "none" else f"{self.name}+{self.diversity}"
+
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.params().items())
+        args = ", ".join(f"{k}={v}" for k, v in self.all_params().items())
         return f"{self.name}({args})" if args else self.name
 
     def score(self, model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext) -> np.ndarray:
@@ -130,6 +160,21 @@ def per_item(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext,
     return out
 
 
+def embeddings(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext) -> np.ndarray:
+    """Penultimate-layer activations ``model.embed`` (N, D) float32, streamed."""
+    out: np.ndarray | None = None  # (N, D), allocated once D is known
+    row = 0
+    with attacks.eval_mode(model), torch.inference_mode():
+        for _, x in stream(model, pool, ids, ctx.batch_size, desc="embed", progress=ctx.progress):
+            for part in ctx.slices(x):
+                emb = model.embed(part).float().cpu().numpy()
+                if out is None:
+                    out = np.empty((len(ids), emb.shape[1]), dtype=np.float32)
+                out[row : row + len(part)] = emb
+                row += len(part)
+    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
 class CoreSet(Strategy):
     """Score = distance to the nearest labeled embedding; ``select`` updates it greedily (k-center)."""
 
@@ -137,17 +182,7 @@ class CoreSet(Strategy):
     diverse = True
 
     def embed(self, model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext) -> np.ndarray:
-        out: np.ndarray | None = None  # (N, D), allocated once D is known
-        row = 0
-        with attacks.eval_mode(model), torch.inference_mode():
-            for _, x in stream(model, pool, ids, ctx.batch_size, desc="embed", progress=ctx.progress):
-                for part in ctx.slices(x):
-                    emb = model.embed(part).float().cpu().numpy()
-                    if out is None:
-                        out = np.empty((len(ids), emb.shape[1]), dtype=np.float32)
-                    out[row : row + len(part)] = emb
-                    row += len(part)
-        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+        return embeddings(model, pool, ids, ctx)
 
     def score(self, model, pool, ids, ctx):
         candidates = self.embed(model, pool, ids, ctx)
@@ -294,15 +329,32 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 def make_strategy(name: str, **params: object) -> Strategy:
-    """A strategy by its registry name; unknown names raise ``ConfigError`` listing the choices."""
+    """A strategy by its registry name, optionally ``NAME+DIVERSITY`` (``dfal+kcenter``).
+
+    ``diversity`` and ``diversity_factor`` may also come as parameters (as
+    ``parse_strategy`` reads them back from a stored repr).  Unknown names and
+    bad parameters raise ``ConfigError`` listing the choices.
+    """
+    base, _, suffix = name.partition("+")
+    diversity = str(params.pop("diversity", suffix or "none"))
+    factor = params.pop("diversity_factor", 10)
     try:
-        cls = STRATEGIES[name]
+        cls = STRATEGIES[base]
     except KeyError:
-        raise ConfigError(f"unknown strategy '{name}': use {', '.join(STRATEGIES)}") from None
+        choices = ", ".join(STRATEGIES)
+        raise ConfigError(f"unknown strategy '{name}': use {choices} (optionally +kcenter or +kmeans++)") from None
+    if diversity not in DIVERSITY:
+        raise ConfigError(f"unknown batch diversity '{diversity}': use {', '.join(DIVERSITY)}")
+    if diversity != "none" and cls.diverse:
+        raise ConfigError(f"'{base}' already picks a diverse batch; '+{diversity}' does not apply to it")
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise ConfigError(f"diversity factor must be an integer >= 1, got {factor!r}")
     try:
-        return cls(**params)  # type: ignore[call-arg]
+        strategy = cls(**params)  # type: ignore[call-arg]
     except TypeError as exc:
-        raise ConfigError(f"bad parameters for strategy '{name}': {exc}") from None
+        raise ConfigError(f"bad parameters for strategy '{base}': {exc}") from None
+    strategy.diversity, strategy.diversity_factor = diversity, factor
+    return strategy
 
 
 def parse_strategy(text: str) -> tuple[str, dict[str, object]]:
@@ -322,6 +374,39 @@ def parse_strategy(text: str) -> tuple[str, dict[str, object]]:
         except (ValueError, SyntaxError):
             params[key.strip()] = value.strip()  # a bare word such as fast
     return name.strip(), params
+
+
+def _kmeanspp(emb: np.ndarray, n: int, order: np.ndarray, rng: np.random.Generator) -> list[int]:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007) as BADGE uses it: the first of ``order``,
+    then each next point drawn with probability proportional to its squared distance to those chosen."""
+    chosen = [int(order[0])]
+    dist2 = _min_distances(emb, emb[chosen[0] : chosen[0] + 1]) ** 2
+    while len(chosen) < min(n, len(emb)):
+        dist2[chosen] = 0.0
+        total = dist2.sum()
+        if total <= 0:  # every remaining point coincides with a chosen one: fall back to the order
+            best = next(int(i) for i in order if int(i) not in chosen)
+        else:
+            best = int(rng.choice(len(emb), p=dist2 / total))
+        chosen.append(best)
+        dist2 = np.minimum(dist2, _min_distances(emb, emb[best : best + 1]) ** 2)
+    return chosen
+
+
+def _spread(strategy: Strategy, model: nn.Module, pool: Pool, pool_ids: np.ndarray, scores: np.ndarray,
+            ranked: np.ndarray, n: int, rng: np.random.Generator, ctx: ScoringContext) -> np.ndarray:
+    """Positions of n picks spread over the ``diversity_factor x n`` best (``ranked``: positions best first)."""
+    short = ranked[: strategy.diversity_factor * n]
+    if len(short) <= n:
+        return short
+    emb = embeddings(model, pool, pool_ids[short], ctx)
+    best_first = np.arange(len(short))  # the shortlist is already in score order
+    if strategy.diversity == "kcenter":
+        picks = _kcenter_greedy(emb, np.empty((0, emb.shape[1]), dtype=emb.dtype), n, best_first)
+    else:
+        picks = _kmeanspp(emb, n, best_first, rng)
+    chosen = short[np.array(picks, dtype=np.int64)]
+    return chosen[np.argsort(-scores[chosen], kind="stable")]  # asked best first, as top-n is
 
 
 def _kcenter_greedy(candidate_emb: np.ndarray, labeled_emb: np.ndarray, n: int, order: np.ndarray) -> list[int]:
@@ -347,7 +432,9 @@ def select(strategy: Strategy, model: nn.Module, pool: Pool, candidates: np.ndar
 
     ``subsample`` scores only a random subset of that size (DFAL's protocol
     for large pools).  Ties are broken by a random order drawn from ``rng``,
-    so a run is deterministic given its seed.
+    so a run is deterministic given its seed.  A strategy with
+    ``diversity`` set gets n picks spread over its ``diversity_factor x n``
+    best-scored candidates (``_spread``), still best first.
     """
     labeled = np.unique(np.asarray(labeled_ids if labeled_ids is not None else [], dtype=np.int64))
     pool_ids = np.unique(np.asarray(candidates, dtype=np.int64))
@@ -359,14 +446,14 @@ def select(strategy: Strategy, model: nn.Module, pool: Pool, candidates: np.ndar
     if subsample is not None and subsample < len(pool_ids):
         pool_ids = np.sort(rng.choice(pool_ids, size=max(subsample, n), replace=False))
     order = rng.permutation(len(pool_ids))
-    ctx = ScoringContext(labeled_ids=labeled, batch_size=batch_size, progress=progress, rows=rows, n=n)
+    take = n if strategy.diversity == "none" else n * strategy.diversity_factor  # what must be ranked well
+    ctx = ScoringContext(labeled_ids=labeled, batch_size=batch_size, progress=progress, rows=rows, n=take)
     if len(pool_ids) == 0 or n == 0:
         empty = np.empty(0, dtype=np.int64)
         return Selection(empty, np.empty(0), repr(strategy), empty, np.empty(0))
     if strategy.diverse:
-        assert isinstance(strategy, CoreSet)
-        emb = strategy.embed(model, pool, pool_ids, ctx)
-        lab = strategy.embed(model, pool, labeled, ctx) if len(labeled) else np.empty((0, emb.shape[1]))
+        emb = embeddings(model, pool, pool_ids, ctx)
+        lab = embeddings(model, pool, labeled, ctx) if len(labeled) else np.empty((0, emb.shape[1]))
         picks = np.array(_kcenter_greedy(emb, lab, n, order), dtype=np.int64)
         chosen = pool_ids[picks]
         scores = _min_distances(emb[picks], lab) if len(lab) else np.full(len(picks), np.inf)
@@ -375,7 +462,11 @@ def select(strategy: Strategy, model: nn.Module, pool: Pool, candidates: np.ndar
         if all_scores.shape != (len(pool_ids),):
             raise RuntimeError(f"{strategy!r} returned {all_scores.shape} scores for {len(pool_ids)} items")
         # stable sort on the shuffled order: equal scores come out in random (seeded) order
-        ranked = order[np.argsort(-all_scores[order], kind="stable")][:n]
+        ranked = order[np.argsort(-all_scores[order], kind="stable")]
+        if strategy.diversity == "none":
+            ranked = ranked[:n]
+        else:
+            ranked = _spread(strategy, model, pool, pool_ids, all_scores, ranked, n, rng, ctx)
         chosen, scores = pool_ids[ranked], all_scores[ranked]
     probs = predict_proba(model, pool, chosen, batch_size=batch_size, rows=rows)
     return Selection(item_ids=chosen, scores=scores, strategy=repr(strategy),

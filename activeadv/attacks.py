@@ -93,6 +93,57 @@ def pgd(
     return adv
 
 
+def _l2_normalize(d: torch.Tensor) -> torch.Tensor:
+    """Each row of ``d`` scaled to unit L2 norm (rows of zeros stay zero)."""
+    norms = d.reshape(d.shape[0], -1).norm(dim=1).clamp_min(1e-12)
+    return d / norms.view(-1, *([1] * (d.dim() - 1)))
+
+
+def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """Per-row ``KL(softmax(p) || softmax(q))`` (N,); the gradient flows through both arguments."""
+    log_p, log_q = F.log_softmax(p_logits, dim=1), F.log_softmax(q_logits, dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(1)
+
+
+def virtual_adversarial_perturbation(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    epsilon: float,
+    xi: float = 1e-6,
+    power_iterations: int = 1,
+    logits: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``r_adv`` of virtual adversarial training (Miyato et al., TPAMI 2018), eqs. 12-14.
+
+    The direction in which the model's prediction changes fastest, found
+    without a label: ``d`` starts random, and each power-iteration step sets
+    ``d <- normalize(grad_d KL(p(x) || p(x + xi*d)))``, which converges to the
+    dominant eigenvector of the KL's Hessian.  Returns ``epsilon * d`` with
+    ``||r_adv||_2 == epsilon`` for every row (L2, like DeepFool), shape of
+    ``x``, detached.  ``logits`` (the model's output on ``x``) saves a forward
+    pass when the caller has it.  ``xi`` is the finite-difference step: it is
+    a length in input units, and the KL is computed in float64 so that the
+    paper's tiny value (1e-6) does not drown in float32 round-off.  No clip:
+    VAT smooths the model around ``x``, it does not have to produce an input
+    of the valid range.
+    """
+    if epsilon <= 0 or xi <= 0 or power_iterations < 1:
+        raise ValueError("epsilon and xi must be > 0 and power_iterations >= 1")
+    x = x.detach()
+    with eval_mode(model):
+        with torch.no_grad():
+            p_logits = (model(x) if logits is None else logits.detach()).double()
+        d = _l2_normalize(torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device))
+        for _ in range(power_iterations):
+            d = (xi * d).requires_grad_(True)
+            distance = kl_divergence(p_logits, model(x + d).double()).sum()
+            (grad,) = torch.autograd.grad(distance, d)
+            d = _l2_normalize(grad.detach())
+    return (epsilon * d).detach()
+
+
 def _candidate_classes(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted class (N,) and the ``top_k`` next-highest classes (N, k) by logit."""
     k = max(1, min(top_k, logits.shape[1] - 1))

@@ -379,6 +379,7 @@ class _TimedStrategy(Strategy):
     def __init__(self, inner: Strategy) -> None:
         self.inner, self.seconds = inner, 0.0
         self.name = inner.name  # type: ignore[misc]
+        self.diversity, self.diversity_factor = inner.diversity, inner.diversity_factor
 
     def params(self):
         return self.inner.params()
@@ -409,10 +410,14 @@ def round_bench(cfg: RoundBenchConfig, *, progress: bool = False,
     labeled = np.sort(rng.choice(universe, min(cfg.initial, len(universe)), replace=False))
     strategy = make_strategy(cfg.strategy)
     rounds = []
+    state = None  # the previous round's weights, for --warm-start
     for number in range(cfg.rounds):
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        model = train(pool, labeled, pool.targets(labeled), train_cfg, progress=progress)
+        model = train(pool, labeled, pool.targets(labeled), train_cfg, progress=progress,
+                      unlabeled_ids=np.setdiff1d(universe, labeled) if train_cfg.unlabeled != "none" else None,
+                      init_state=state if train_cfg.warm_start else None)
+        state = model.state_dict() if train_cfg.warm_start else None
         _sync(device)
         timings["train"] = time.perf_counter() - t0
         t0 = time.perf_counter()

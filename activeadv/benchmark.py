@@ -17,7 +17,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ from activeadv.data import Dataset, Pool
 from activeadv.errors import ConfigError
 from activeadv.oracle import SimulatedOracle
 from activeadv.records import CurvePoint
-from activeadv.training import TrainConfig, evaluate, train
+from activeadv.stopping import StabilizingPredictions, cohen_kappa, stop_set
+from activeadv.training import TrainConfig, evaluate, predict_proba, train
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,11 @@ class SimulationConfig:
     target_accuracy: float | None = None  # default: 95% of the full-pool accuracy
     oracle_error: float = 0.0
     dfal_mode: str = "fast"  # "exact": full DeepFool on every candidate
+    stopping: StabilizingPredictions = field(default_factory=StabilizingPredictions)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def strategy_params(self, name: str) -> dict[str, object]:
-        return {"mode": self.dfal_mode} if name == "dfal" else {}
+        return {"mode": self.dfal_mode} if name.partition("+")[0] == "dfal" else {}
 
     def __post_init__(self) -> None:
         if self.initial < 1 or self.query_size < 1:
@@ -89,21 +91,28 @@ def held_out_split(dataset: Dataset, fraction: float = 0.2, seed: int = 0) -> tu
 
 
 def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
-             on_point: Callable[[CurvePoint], None] | None = None) -> SimulationResult:
-    """Run every strategy on every seed; returns all curve points and the target accuracy."""
+             on_point: Callable[[CurvePoint], None] | None = None,
+             done: Sequence[CurvePoint] = ()) -> SimulationResult:
+    """Run every strategy on every seed; returns all curve points and the target accuracy.
+
+    ``done``: points of an earlier, interrupted run with the same settings;
+    each (strategy, seed) curve complete there is taken as it is, not rerun.
+    """
     pool, test = held_out_split(dataset)
     if not pool.has_targets:
         raise ConfigError("simulation needs known labels for the pool")
     if cfg.budget > len(pool):
         raise ConfigError(f"--budget {cfg.budget} is larger than the pool ({len(pool)} items)")
+    rounds = 1 + math.ceil((cfg.budget - cfg.initial) / cfg.query_size)
+    finished = _complete_curves(done, rounds)
     reference = None
     target = cfg.target_accuracy
     if target is None:
         log.info("training once on all %d pool labels for the reference accuracy", len(pool))
-        model = train(pool, pool.ids, pool.targets(pool.ids), cfg.train, progress=progress)
+        model = train(pool, pool.ids, pool.targets(pool.ids), replace(cfg.train, unlabeled="none", warm_start=False),
+                      progress=progress)
         reference = evaluate(model, test, replace(cfg.train, epsilon=0.0)).accuracy
         target = 0.95 * reference
-    rounds = 1 + math.ceil((cfg.budget - cfg.initial) / cfg.query_size)
     points: list[CurvePoint] = []
     seconds: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     bar = tqdm(total=len(cfg.seeds) * len(cfg.strategies) * rounds, desc="simulate", unit="round",
@@ -111,6 +120,10 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
     for seed in cfg.seeds:
         initial = np.sort(np.random.default_rng(seed).choice(pool.ids, cfg.initial, replace=False))
         for name in cfg.strategies:
+            if (name, seed) in finished:
+                points.extend(finished[(name, seed)])
+                bar.update(rounds)
+                continue
             for point, phases in _run_curve(pool, test, name, seed, initial, cfg, rounds):
                 points.append(point)
                 for phase, sec in phases.items():
@@ -124,6 +137,14 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
     return SimulationResult(dataset.spec, cfg, points, reference, float(target), phase_means)
 
 
+def _complete_curves(points: Sequence[CurvePoint], rounds: int) -> dict[tuple[str, int], list[CurvePoint]]:
+    by_curve: dict[tuple[str, int], dict[int, CurvePoint]] = defaultdict(dict)
+    for p in points:
+        by_curve[(p.strategy, p.seed)][p.round] = p
+    return {key: [pts[r] for r in range(rounds)] for key, pts in by_curve.items()
+            if all(r in pts for r in range(rounds))}
+
+
 def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray, cfg: SimulationConfig,
                rounds: int):
     """One learning curve: yields ``(CurvePoint, {phase: seconds})`` after each round."""
@@ -135,17 +156,28 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
     labels = oracle.answer(labeled)
     extra_x: list[torch.Tensor] = []
     extra_y: list[np.ndarray] = []
+    stop_ids = stop_set(pool.ids)
+    previous: np.ndarray | None = None  # the last round's predictions on the stop set
+    state = None  # the last round's weights (warm start)
     for round_no in range(rounds):
         tcfg = replace(cfg.train, seed=seed * 1000 + round_no)  # same model seed for every strategy
         t0 = time.perf_counter()
         model = train(pool, labeled, labels, tcfg,
                       extra_x=torch.cat(extra_x) if extra_x else None,
-                      extra_y=np.concatenate(extra_y) if extra_y else None)
+                      extra_y=np.concatenate(extra_y) if extra_y else None,
+                      unlabeled_ids=np.setdiff1d(pool.ids, labeled) if tcfg.unlabeled != "none" else None,
+                      init_state=state if tcfg.warm_start else None)
+        if tcfg.warm_start:
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         t1 = time.perf_counter()
         metrics = evaluate(model, test, tcfg)
+        predicted = predict_proba(model, pool, stop_ids, batch_size=tcfg.eval_batch_size).argmax(1)
+        agreement = None if previous is None else cohen_kappa(previous, predicted, pool.num_classes)
+        previous = predicted
         t2 = time.perf_counter()
         phases = {"train": t1 - t0, "evaluate": t2 - t1}
-        point = CurvePoint(name, seed, round_no, int(len(labeled)), metrics.accuracy, metrics.fgsm_accuracy)
+        point = CurvePoint(name, seed, round_no, int(len(labeled)), metrics.accuracy, metrics.fgsm_accuracy,
+                           agreement)
         remaining = cfg.budget - len(labeled)
         if remaining <= 0 or round_no == rounds - 1:
             yield point, phases
@@ -183,24 +215,34 @@ def labels_to_target(labels: Sequence[int], accuracy: Sequence[float], target: f
 
 
 def summarize(points: Sequence[CurvePoint], target: float, dataset: str = "",
-              reference_accuracy: float | None = None) -> dict[str, Any]:
-    """The ``summary.json`` payload: per strategy AULC, final accuracy, labels to target, saving vs random."""
+              reference_accuracy: float | None = None,
+              stopping: StabilizingPredictions | None = None) -> dict[str, Any]:
+    """The ``summary.json`` payload: per strategy AULC, final accuracy, labels to target, saving vs random,
+    and where the stopping rule fired (labels, and the accuracy reached there)."""
+    stopping = stopping or StabilizingPredictions()
     curves: dict[str, dict[int, list[CurvePoint]]] = defaultdict(lambda: defaultdict(list))
     for p in points:
         curves[p.strategy][p.seed].append(p)
     out: dict[str, Any] = {"dataset": dataset, "target_accuracy": target,
                            "reference_accuracy": reference_accuracy, "strategies": {}}
     for name, by_seed in curves.items():
-        aulcs, finals, reach, fgsm_finals = [], [], [], []
+        aulcs, finals, reach, fgsm_finals, stops, stop_accs = [], [], [], [], [], []
+        goals: dict[float, list[int | None]] = defaultdict(list)
         for seed_points in by_seed.values():
             seed_points.sort(key=lambda p: p.round)
             labels = [p.labels for p in seed_points]
             accs = [p.accuracy for p in seed_points]
+            fired = stopping.first_fired([p.agreement for p in seed_points])
+            if fired is not None:
+                stops.append(labels[fired])
+                stop_accs.append(accs[fired])
             aulcs.append(aulc(labels, accs))
             finals.append(accs[-1])
             if seed_points[-1].fgsm_accuracy is not None:
                 fgsm_finals.append(seed_points[-1].fgsm_accuracy)
             reach.append(labels_to_target(labels, accs, target))
+            for goal in ACCURACY_GOALS:
+                goals[goal].append(labels_to_target(labels, accs, goal))
         reached = [r for r in reach if r is not None]
         out["strategies"][name] = {
             "seeds": len(by_seed),
@@ -214,6 +256,12 @@ def summarize(points: Sequence[CurvePoint], target: float, dataset: str = "",
             "labels_to_target_std": float(np.std(reached)) if reached else None,
             "target_reached": f"{len(reached)}/{len(reach)}",
             "saving_vs_random": None,
+            # stabilizing predictions: mean over the seeds where the rule fired; `stopped` says how many did
+            "stop_labels_mean": float(np.mean(stops)) if stops else None,
+            "stop_accuracy_mean": float(np.mean(stop_accs)) if stop_accs else None,
+            "stopped": f"{len(stops)}/{len(by_seed)}",
+            # labels to fixed accuracies: one entry per seed, null where the curve never got there
+            "labels_to": {f"{goal:.2f}": values for goal, values in goals.items()},
         }
     base = out["strategies"].get("random", {}).get("labels_to_target_mean")
     for stats in out["strategies"].values():
@@ -222,7 +270,8 @@ def summarize(points: Sequence[CurvePoint], target: float, dataset: str = "",
     return out
 
 
-CURVE_FIELDS = ("strategy", "seed", "round", "labels", "accuracy", "fgsm_accuracy")
+ACCURACY_GOALS = (0.97, 0.98, 0.99)  # labels-to-accuracy columns of the MNIST study (docs/results.md)
+CURVE_FIELDS = ("strategy", "seed", "round", "labels", "accuracy", "fgsm_accuracy", "agreement")
 
 
 def write_curves(points: Sequence[CurvePoint], path: Path) -> None:
@@ -231,7 +280,53 @@ def write_curves(points: Sequence[CurvePoint], path: Path) -> None:
         writer.writerow(CURVE_FIELDS)
         for p in points:
             writer.writerow([p.strategy, p.seed, p.round, p.labels, f"{p.accuracy:.6f}",
-                             "" if p.fgsm_accuracy is None else f"{p.fgsm_accuracy:.6f}"])
+                             "" if p.fgsm_accuracy is None else f"{p.fgsm_accuracy:.6f}",
+                             "" if p.agreement is None else f"{p.agreement:.6f}"])
+
+
+POINTS_FILE = "points.jsonl"
+
+
+def settings_of(cfg: SimulationConfig) -> dict[str, Any]:
+    """What decides a simulation's points (``summary.json``'s settings; ``resume`` requires the same)."""
+    return {"initial": cfg.initial, "query_size": cfg.query_size, "budget": cfg.budget,
+            "candidates": cfg.candidates, "dfal_add_adversarial": cfg.dfal_add_adversarial,
+            "dfal_mode": cfg.dfal_mode, "oracle_error": cfg.oracle_error,
+            "stopping": {"window": cfg.stopping.window, "threshold": cfg.stopping.threshold},
+            "train": cfg.train.to_dict()}
+
+
+def point_log(out_dir: Path, cfg: SimulationConfig, *, resume: bool) -> tuple[list[CurvePoint], Callable[[CurvePoint], None]]:
+    """``(points already logged, append)`` for ``out_dir/points.jsonl``.
+
+    The first line holds the settings; ``resume`` refuses a log written with
+    other settings (its points would not belong to this run).  Without
+    ``resume`` the log starts afresh.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / POINTS_FILE
+    settings = json.loads(json.dumps(settings_of(cfg)))
+    done: list[CurvePoint] = []
+    if resume and path.exists():
+        lines = path.read_text().splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else {}
+            if header.get("settings") != settings:
+                raise ConfigError(f"{path} was written with other settings: --resume needs the same options "
+                                  "(or a new --out)")
+            for line in lines[1:]:
+                if line.strip():
+                    done.append(CurvePoint(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ConfigError(f"{path} is not a simulate log ({exc}); use a new --out") from None
+    else:
+        path.write_text(json.dumps({"settings": settings}) + "\n")
+
+    def append(point: CurvePoint) -> None:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(asdict(point)) + "\n")
+
+    return done, append
 
 
 def plot_curves(points: Sequence[CurvePoint], path: Path, *, target: float | None = None,
@@ -268,14 +363,11 @@ def plot_curves(points: Sequence[CurvePoint], path: Path, *, target: float | Non
 def write_outputs(result: SimulationResult, out_dir: Path) -> dict[str, Any]:
     """curves.csv, summary.json and learning_curves.png in ``out_dir``; returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(result.points, result.target_accuracy, result.dataset, result.reference_accuracy)
-    summary["phase_seconds_per_round"] = result.phase_seconds
     cfg = result.config
-    summary["settings"] = {"initial": cfg.initial, "query_size": cfg.query_size, "budget": cfg.budget,
-                           "seeds": list(cfg.seeds), "candidates": cfg.candidates,
-                           "dfal_add_adversarial": cfg.dfal_add_adversarial, "dfal_mode": cfg.dfal_mode,
-                           "oracle_error": cfg.oracle_error,
-                           "train": cfg.train.to_dict()}
+    summary = summarize(result.points, result.target_accuracy, result.dataset, result.reference_accuracy,
+                        cfg.stopping)
+    summary["phase_seconds_per_round"] = result.phase_seconds
+    summary["settings"] = {**settings_of(cfg), "seeds": list(cfg.seeds)}
     write_curves(result.points, out_dir / "curves.csv")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_curves(result.points, out_dir / "learning_curves.png", target=result.target_accuracy,

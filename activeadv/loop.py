@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from activeadv import acquisition, training
+from activeadv import acquisition, stopping, training
 from activeadv.data import Dataset, load_dataset
 from activeadv.errors import ConfigError, WaitTimeoutError
 from activeadv.oracle import Oracle
@@ -232,18 +232,23 @@ def run_rounds(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle
                before_poll: Callable[[], object] | None = None, progress: bool = False,
                on_round: Callable[[RoundResult], None] | None = None,
                on_wait: Callable[[WaitResult], None] | None = None,
-               force_unlock: bool = False) -> list[RoundResult]:
+               force_unlock: bool = False,
+               until_stable: stopping.StabilizingPredictions | None = None) -> list[RoundResult]:
     """``rounds`` rounds of ``run_round``, each (but a fresh project's seed round) after ``wait_for_labels``.
 
     A round waits only when something was asked before it: a project without
     rounds starts with its seed round at once, and an interrupted round is
     finished at once.  All state is in the store, so a stopped run is continued
-    by running it again.
+    by running it again.  With ``until_stable`` no further round starts once
+    the stopping rule holds (``stopping``); the last round's requests stay open.
     """
     if rounds < 1:
         raise ConfigError(f"--rounds must be >= 1, got {rounds}")
-    results = []
+    results: list[RoundResult] = []
     for _ in range(rounds):
+        if until_stable is not None and stopping_state(store.rounds(project.id), until_stable)[0]:
+            log.info("stopping rule holds (predictions stable): no further round")
+            break
         if store.rounds(project.id) and store.unfinished_round(project.id) is None:
             waited = wait_for_labels(store, project, oracle, min_new_labels, poll_seconds=poll_seconds,
                                      timeout=timeout, before_poll=before_poll, progress=progress)
@@ -312,19 +317,59 @@ def _train(store: Store, project: ProjectInfo, data: Dataset, cfg: training.Trai
     ids_in_pool = np.isin(ids, data.pool.ids)
     ids, labels = ids[ids_in_pool], labels[ids_in_pool]  # items whose file vanished are not trained on
     ids, labels = in_request_order(store, project, ids, labels)
-    cfg = replace(cfg, seed=round_train_seed(cfg.seed, store.rounds(project.id), rnd.number))
+    rounds = store.rounds(project.id)
+    cfg = replace(cfg, seed=round_train_seed(cfg.seed, rounds, rnd.number))
+    previous = previous_model_path(rounds, rnd.number)
+    init_state = None
+    if cfg.warm_start and previous is not None:
+        init_state = training.load_checkpoint(previous, "cpu").state_dict()
     with _timed(timings, "train"):
-        model = training.train(data.pool, ids, labels, cfg, progress=progress)
+        model = training.train(data.pool, ids, labels, cfg, progress=progress, init_state=init_state,
+                               unlabeled_ids=np.setdiff1d(data.pool.ids, ids) if cfg.unlabeled != "none" else None)
     metrics: EvalMetrics | None = None
     if data.test is not None and data.test.has_targets:
         with _timed(timings, "evaluate"):
             metrics = training.evaluate(model, data.test, cfg, progress=progress)
+    with _timed(timings, "evaluate"):
+        agreement = stop_agreement(model, previous, data, cfg)
     path = checkpoint_path(checkpoint_dir, project, rnd.number)
     training.save_checkpoint(model, path, cfg, {"project": project.name, "round": rnd.number,
                                                 "labels": int(len(ids))},
                              input_shape=data.pool.input_shape, num_classes=data.pool.num_classes)
-    store.record_model(rnd.id, path, metrics, labels_used=len(ids))
+    store.record_model(rnd.id, path, metrics, labels_used=len(ids), stop_agreement=agreement)
     return model, metrics
+
+
+def previous_model_path(rounds: list[RoundInfo], number: int) -> Path | None:
+    """The checkpoint of the last round before ``number`` that trained a model (None: first model, or it is gone)."""
+    for r in sorted(rounds, key=lambda r: r.number, reverse=True):
+        if r.number < number and r.model_path is not None:
+            path = Path(r.model_path)
+            if path.exists():
+                return path
+            log.warning("checkpoint of round %d is missing (%s): no warm start or agreement for this round",
+                        r.number, path)
+            return None
+    return None
+
+
+def stop_agreement(model, previous: Path | None, data: Dataset, cfg: training.TrainConfig) -> float | None:
+    """Cohen's kappa between this model's and the previous round's predictions on the project's stop set."""
+    if previous is None:
+        return None
+    ids = stopping.stop_set(data.pool.ids)
+    before = training.load_checkpoint(previous, cfg.device)
+    now = training.predict_proba(model, data.pool, ids, batch_size=cfg.eval_batch_size).argmax(1)
+    then = training.predict_proba(before, data.pool, ids, batch_size=cfg.eval_batch_size).argmax(1)
+    return stopping.cohen_kappa(then, now, data.pool.num_classes)
+
+
+def stopping_state(rounds: list[RoundInfo], rule: stopping.StabilizingPredictions) -> tuple[bool, int | None]:
+    """``(fired now, number of the first round after which it fired)`` from the rounds' stored agreements."""
+    trained = [r for r in sorted(rounds, key=lambda r: r.number) if r.labels_used is not None]
+    agreements = [r.stop_agreement for r in trained]
+    first = rule.first_fired(agreements)
+    return rule.fired(agreements), None if first is None else trained[first].number
 
 
 def in_request_order(store: Store, project: ProjectInfo, ids: np.ndarray, labels: np.ndarray
@@ -430,12 +475,13 @@ def write_report(status: ProjectStatus, simulations: list[SimulationInfo], out_d
     with rounds_csv.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["round", "strategy", "state", "labels", "selected", "accuracy", "fgsm_accuracy",
-                         "pgd_accuracy", "seconds"])
+                         "pgd_accuracy", "stop_agreement", "seconds"])
         for r in status.rounds:
             m = r.metrics
             writer.writerow([r.number, r.strategy, r.state, r.labels_used, r.selected,
                              m.accuracy if m else "", m.fgsm_accuracy if m and m.fgsm_accuracy is not None else "",
                              m.pgd_accuracy if m and m.pgd_accuracy is not None else "",
+                             "" if r.stop_agreement is None else r.stop_agreement,
                              round(sum(r.timings.values()), 3)])
     sims_csv = out_dir / "simulations.csv"
     with sims_csv.open("w", newline="") as fh:
@@ -449,9 +495,16 @@ def write_report(status: ProjectStatus, simulations: list[SimulationInfo], out_d
     if rounds:
         ax.plot([r.labels_used for r in rounds], [r.metrics.accuracy for r in rounds], "o-", color="black",
                 label=f"{status.project.name} (clean)")
-        fgsm = [(r.labels_used, r.metrics.fgsm_accuracy) for r in rounds if r.metrics.fgsm_accuracy is not None]
-        if fgsm:
-            ax.plot(*zip(*fgsm), "s:", color="gray", label=f"{status.project.name} (FGSM)")
+        for attack, marker in (("fgsm", "s:"), ("pgd", "^:")):
+            curve = [(r.labels_used, getattr(r.metrics, f"{attack}_accuracy")) for r in rounds
+                     if getattr(r.metrics, f"{attack}_accuracy") is not None]
+            if curve:
+                ax.plot(*zip(*curve), marker, color="gray", label=f"{status.project.name} ({attack.upper()})")
+        _, stable_round = stopping_state(list(status.rounds), stopping.StabilizingPredictions())
+        stable = [r.labels_used for r in rounds if r.number == stable_round]
+        if stable:
+            ax.axvline(stable[0], color="green", linestyle="-.", linewidth=1,
+                       label=f"predictions stable (round {stable_round})")
     for run in simulations:
         by_strategy: dict[str, dict[int, list[float]]] = {}
         for p in run.points:

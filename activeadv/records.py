@@ -71,6 +71,7 @@ class CurvePoint:
     labels: int
     accuracy: float
     fgsm_accuracy: float | None = None
+    agreement: float | None = None  # Cohen's kappa with the previous round's predictions on the stop set
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class RoundInfo:
     finished_at: datetime | None
     model_path: str | None = None
     metrics: EvalMetrics | None = None
+    stop_agreement: float | None = None  # kappa with the previous round's model on the stop set
 
 
 @dataclass(frozen=True)

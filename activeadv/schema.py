@@ -207,6 +207,8 @@ class Model(Base):
     pgd_accuracy: Mapped[float | None] = mapped_column(Float)
     n_test: Mapped[int | None]
     labels_used: Mapped[int]
+    # Cohen's kappa with the previous round's model on the stop set (stopping.py); None for the first model
+    stop_agreement: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -533,7 +533,7 @@ class Store:
             labels_used=row.labels_used, selected=row.selected, timings=dict(row.timings or {}),
             started_at=_from_db_time(row.started_at),  # type: ignore[arg-type]
             finished_at=_from_db_time(row.finished_at), model_path=None if model is None else model.path,
-            metrics=metrics)
+            metrics=metrics, stop_agreement=None if model is None else model.stop_agreement)
 
     def rounds(self, project_id: int) -> list[records.RoundInfo]:
         """Every round of the project, oldest first, with its model's metrics."""
@@ -589,7 +589,7 @@ class Store:
         self.set_round_state(round_id, "done", timings=timings)
 
     def record_model(self, round_id: int, path: str | Path, metrics: records.EvalMetrics | None,
-                     labels_used: int) -> None:
+                     labels_used: int, stop_agreement: float | None = None) -> None:
         """Store (or replace, on a rerun) the round's model and mark the round ``trained``."""
         with self._session() as s:
             row = s.scalar(select(db.Model).where(db.Model.round_id == round_id))
@@ -603,6 +603,7 @@ class Store:
                 metrics.fgsm_accuracy)
             row.pgd_accuracy = None if metrics is None or metrics.pgd_accuracy is None else float(metrics.pgd_accuracy)
             row.n_test = None if metrics is None else int(metrics.n)
+            row.stop_agreement = None if stop_agreement is None else float(stop_agreement)
             rnd = s.get(db.Round, round_id)
             assert rnd is not None
             rnd.labels_used = int(labels_used)

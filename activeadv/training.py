@@ -7,8 +7,25 @@ One ``train_step`` holds the whole objective (Goodfellow et al. 2015, eq. 2)::
 where ``x_adv`` is crafted by FGSM (or BIM/PGD with ``adv_steps`` iterations)
 from the model's *predicted* label by default, which avoids label leaking
 (Kurakin et al. 2016), or from the true label with ``adv_target="true"``.
-``adv="none"`` is the plain-training ablation.  Every round retrains from
-scratch, so results depend only on the labeled set and the seed.
+``adv="none"`` is the plain-training ablation.
+
+The same step adds a term on *unlabeled* pool items when ``unlabeled`` is set
+(the pool is 99% of the data a labeling project has):
+
+    loss += unlabeled_weight * R(x_u)
+
+``vat``: virtual adversarial training (Miyato et al., TPAMI 2018),
+``R = KL(p(x_u) || p(x_u + r_adv))`` with ``r_adv`` from one power iteration
+(``attacks.virtual_adversarial_perturbation``), plus the prediction entropy
+on ``x_u`` with ``entmin`` (VAT+EntMin in the paper).
+``pseudo-fgsm``: eq. 2's adversarial term on the confident unlabeled items,
+with the model's prediction as the label (``pseudo_threshold``).
+
+Unlabeled batches are drawn at random from the ids the caller passes,
+``unlabeled_batch_size`` at a time, loaded per step (a folder pool is never
+held in memory).  By default every round retrains from scratch, so results
+depend only on the labeled set and the seed; ``init_state`` continues from
+a previous round's weights (``warm_start``).
 """
 
 from __future__ import annotations
@@ -36,6 +53,8 @@ log = logging.getLogger(__name__)
 
 ADV_METHODS = ("none", "fgsm", "bim", "pgd")
 ADV_TARGETS = ("predicted", "true")
+UNLABELED_METHODS = ("none", "vat", "pseudo-fgsm")
+VAT_EPS_PER_DIM = 2.0 / 28  # VAT's default radius per sqrt(input value): 2.0 on 28x28 MNIST
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -71,6 +90,21 @@ class TrainConfig:
     device: str = "auto"
     eval_batch_size: int = 512
     eval_adv_max: int = 1000  # adversarial accuracy on a fixed subset of the test split
+    # learning from the unlabeled pool (module docstring)
+    unlabeled: str = "none"
+    unlabeled_weight: float = 1.0
+    unlabeled_batch_size: int = 128
+    unlabeled_min_steps: int = 1000  # the unlabeled term needs more updates than a few labels alone
+    vat_epsilon: float | None = None  # L2 radius of r_adv; None: VAT_EPS_PER_DIM * sqrt(input size)
+    vat_xi: float = 1e-6
+    entmin: bool = False
+    pseudo_threshold: float = 0.95
+    # image augmentation of the labeled batch: random shifts of up to ``augment_shift`` pixels
+    augment: bool = False
+    augment_shift: int | None = None  # None: about 1/14 of the image side (2 pixels on 28x28, 1 on 8x8)
+    # continue from the previous round's weights (``train(init_state=...)``) for this share of the steps
+    warm_start: bool = False
+    warm_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if self.adv not in ADV_METHODS:
@@ -83,9 +117,42 @@ class TrainConfig:
             raise ConfigError(f"--alpha must be in [0, 1], got {self.alpha}")
         if self.epochs < 1 or self.batch_size < 1 or self.adv_steps < 1:
             raise ConfigError("--epochs, --batch-size and --adv-steps must be >= 1")
+        if self.unlabeled not in UNLABELED_METHODS:
+            raise ConfigError(f"unknown --unlabeled '{self.unlabeled}': use {', '.join(UNLABELED_METHODS)}")
+        if not (self.unlabeled_weight >= 0 and (self.vat_epsilon is None or self.vat_epsilon > 0)
+                and self.vat_xi > 0):
+            raise ConfigError("--unlabeled-weight must be >= 0, --vat-eps and --vat-xi > 0")
+        if self.unlabeled_batch_size < 1 or self.unlabeled_min_steps < 0:
+            raise ConfigError("--unlabeled-batch-size must be >= 1 and --unlabeled-min-steps >= 0")
+        if not 0.0 <= self.pseudo_threshold <= 1.0:
+            raise ConfigError(f"--pseudo-threshold must be in [0, 1], got {self.pseudo_threshold}")
+        if self.augment_shift is not None and self.augment_shift < 0:
+            raise ConfigError(f"--augment-shift must be >= 0, got {self.augment_shift}")
+        if not 0.0 < self.warm_fraction <= 1.0:
+            raise ConfigError(f"--warm-fraction must be in (0, 1], got {self.warm_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def vat_radius(self, input_shape: tuple[int, ...]) -> float:
+        """``vat_epsilon``, or by default a radius that scales with the input size.
+
+        A fixed L2 radius means very different perturbations on an 8x8 digit
+        and on a 28x28 one; ``VAT_EPS_PER_DIM * sqrt(D)`` is the same
+        root-mean-square change per input value (2.0 on MNIST, the
+        radius measured best there: docs/results.md).
+        """
+        if self.vat_epsilon is not None:
+            return self.vat_epsilon
+        return VAT_EPS_PER_DIM * math.sqrt(math.prod(input_shape))
+
+    def shift_for(self, input_shape: tuple[int, ...]) -> int:
+        """Pixels of random shift for images of ``input_shape`` (0: no augmentation, e.g. feature vectors)."""
+        if not self.augment or len(input_shape) != 3:
+            return 0
+        if self.augment_shift is not None:
+            return self.augment_shift
+        return max(1, round(min(input_shape[1:]) / 14))
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -106,10 +173,65 @@ def adversarial_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: 
                        clip=clip, generator=generator)
 
 
+def unlabeled_term(model: nn.Module, x_u: torch.Tensor, cfg: TrainConfig, clip: attacks.Clip,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss on an unlabeled batch ``x_u`` (``cfg.unlabeled``), differentiable w.r.t. the model's weights."""
+    stats: dict[str, float] = {}
+    if cfg.unlabeled == "vat":
+        with torch.set_grad_enabled(cfg.entmin):  # VAT's target p(x_u) is a constant: no graph unless EntMin
+            logits = model(x_u)
+        r_adv = attacks.virtual_adversarial_perturbation(model, x_u, epsilon=cfg.vat_radius(tuple(x_u.shape[1:])),
+                                                         xi=cfg.vat_xi,
+                                                         logits=logits, generator=generator)
+        term = attacks.kl_divergence(logits.detach(), model(x_u + r_adv)).mean()
+        stats["vat_loss"] = float(term.detach())
+        if cfg.entmin:
+            log_p = F.log_softmax(logits, dim=1)
+            entropy = -(log_p.exp() * log_p).sum(1).mean()
+            stats["entropy"] = float(entropy.detach())
+            term = term + entropy
+        return term, stats
+    # pseudo-fgsm: eq. 2's adversarial term with the prediction as the label, on confident items only
+    with torch.no_grad(), attacks.eval_mode(model):
+        probs = F.softmax(model(x_u), dim=1)
+    confidence, pseudo = probs.max(1)
+    keep = confidence >= cfg.pseudo_threshold
+    stats["pseudo_kept"] = float(keep.float().mean())
+    if not bool(keep.any()):
+        return x_u.new_zeros(()), stats
+    x_adv = attacks.fgsm(model, x_u[keep], pseudo[keep], cfg.epsilon, clip=clip)
+    # scaled by the kept share, so the term's weight does not jump as the model grows confident
+    term = F.cross_entropy(model(x_adv), pseudo[keep], reduction="sum") / len(x_u)
+    stats["pseudo_fgsm_loss"] = float(term.detach())
+    return term, stats
+
+
+def augment(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image (N, C, H, W) shifted by a random whole number of pixels in ``[-max_shift, max_shift]``.
+
+    Pixels shifted in repeat the border (the background of a digit or a
+    photo's edge), so values stay in the input's range; shape unchanged.
+    """
+    if max_shift <= 0 or x.dim() != 4:
+        return x
+    n, _, h, w = x.shape
+    shifts = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator).to(x.device)
+    rows = (torch.arange(h, device=x.device)[None, :] - shifts[:, :1]).clamp(0, h - 1)  # (N, H)
+    cols = (torch.arange(w, device=x.device)[None, :] - shifts[:, 1:]).clamp(0, w - 1)  # (N, W)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    out = x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
                cfg: TrainConfig, clip: attacks.Clip = (0.0, 1.0),
-               generator: torch.Generator | None = None) -> dict[str, float]:
-    """One update on ``alpha * CE(x, y) + (1 - alpha) * CE(x_adv, y)``; returns the loss terms."""
+               generator: torch.Generator | None = None,
+               x_unlabeled: torch.Tensor | None = None) -> dict[str, float]:
+    """One update on ``alpha * CE(x, y) + (1 - alpha) * CE(x_adv, y) [+ unlabeled_weight * R(x_unlabeled)]``.
+
+    Returns the loss terms; ``unlabeled_loss`` is 0 when no unlabeled batch is
+    given or ``cfg.unlabeled == "none"``.
+    """
     model.train()
     clean_loss = F.cross_entropy(model(x), y)
     stats = {"clean_loss": float(clean_loss.detach())}
@@ -120,6 +242,11 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
         adv_loss = F.cross_entropy(model(x_adv), y)
         loss = cfg.alpha * clean_loss + (1 - cfg.alpha) * adv_loss
         stats["adv_loss"] = float(adv_loss.detach())
+    stats["unlabeled_loss"] = 0.0
+    if x_unlabeled is not None and len(x_unlabeled) and cfg.unlabeled != "none" and cfg.unlabeled_weight > 0:
+        term, extra = unlabeled_term(model, x_unlabeled, cfg, clip, generator)
+        loss = loss + cfg.unlabeled_weight * term
+        stats.update(extra, unlabeled_loss=float(term.detach()))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -127,14 +254,52 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
     return stats
 
 
+def unlabeled_batches(pool: Pool, ids: np.ndarray, batch_size: int,
+                      generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless random batches of unlabeled inputs: a fresh permutation of ``ids`` each pass, loaded per batch.
+
+    Only the permutation (8 bytes an id) and one batch are in memory, so a
+    folder pool of any size streams from disk.  Ids are sorted inside a batch
+    (the loss is a mean: order does not matter, and files are read in order).
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if pool.unreadable:
+        ids = ids[~np.isin(ids, np.fromiter(pool.unreadable, dtype=np.int64))]
+    if len(ids) == 0:
+        return
+    size = min(batch_size, len(ids))
+    while True:
+        order = torch.randperm(len(ids), generator=generator).numpy()
+        for start in range(0, len(ids) - size + 1, size):
+            yield pool.load(np.sort(ids[order[start : start + size]]))
+
+
+def step_count(n_labeled: int, cfg: TrainConfig, *, unlabeled: bool = False, warm: bool = False) -> int:
+    """Optimizer steps for a training run: ``epochs`` passes over the labels, within ``[min_steps, max_steps]``.
+
+    With the unlabeled term on, at least ``unlabeled_min_steps`` (it learns
+    from the pool, whose size has nothing to do with the labels); a warm start
+    runs ``warm_fraction`` of that.
+    """
+    per_epoch = math.ceil(n_labeled / cfg.batch_size)
+    floor = max(cfg.min_steps, cfg.unlabeled_min_steps if unlabeled else 0)
+    total = int(min(max(cfg.epochs * per_epoch, floor), max(cfg.max_steps, floor)))
+    if warm:
+        total = max(1, math.ceil(total * cfg.warm_fraction))
+    return total
+
+
 def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
           extra_x: torch.Tensor | None = None, extra_y: np.ndarray | None = None,
+          unlabeled_ids: np.ndarray | None = None, init_state: dict[str, torch.Tensor] | None = None,
           progress: bool = False) -> nn.Module:
-    """A fresh model trained on the labeled items (and optional extra examples, e.g. DFAL's adversarial copies).
+    """A model trained on the labeled items (and optional extra examples, e.g. DFAL's adversarial copies).
 
     The labeled set is small by construction (it is what people labeled), so
-    it is loaded once; the number of updates is ``epochs`` passes, bounded
-    by ``[min_steps, max_steps]``.
+    it is loaded once; the number of updates is ``step_count``.
+    ``unlabeled_ids`` feed the unlabeled term when ``cfg.unlabeled`` is set
+    (streamed, ``unlabeled_batches``).  ``init_state`` (a previous model's
+    ``state_dict``) is the starting point instead of a fresh initialisation.
     """
     ids = np.asarray(ids, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -145,6 +310,11 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.seed)
     model = build_network(pool.input_shape, pool.num_classes, cfg.arch).to(device)
+    if init_state is not None:
+        try:
+            model.load_state_dict(init_state)
+        except RuntimeError as exc:
+            raise ConfigError(f"cannot warm-start from the previous model: {str(exc).splitlines()[0]}") from None
     x = pool.load(ids)
     if pool.unreadable:  # decoding failures show up only after loading
         keep = np.array([int(i) not in pool.unreadable for i in ids])
@@ -154,17 +324,22 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
         x = torch.cat([x, extra_x.to(x.dtype)])
         y = torch.cat([y, torch.as_tensor(extra_y, dtype=torch.int64)])
     x, y = x.to(device), y.to(device)
+    unlabeled = None
+    if cfg.unlabeled != "none" and unlabeled_ids is not None and len(unlabeled_ids):
+        unlabeled = unlabeled_batches(pool, unlabeled_ids, cfg.unlabeled_batch_size, generator)
+    shift = cfg.shift_for(pool.input_shape)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(y)
-    per_epoch = math.ceil(n / cfg.batch_size)
-    total = int(min(max(cfg.epochs * per_epoch, cfg.min_steps), cfg.max_steps))
+    total = step_count(n, cfg, unlabeled=unlabeled is not None, warm=init_state is not None)
     bar = tqdm(total=total, desc=f"train ({n} labels)", unit="step", disable=not progress, leave=False)
     step = 0
     while step < total:
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
-            stats = train_step(model, x[idx], y[idx], optimizer, cfg, pool.clip_range, generator)
+            x_u = next(unlabeled, None) if unlabeled is not None else None
+            stats = train_step(model, augment(x[idx], shift, generator), y[idx], optimizer, cfg, pool.clip_range,
+                               generator, x_unlabeled=None if x_u is None else x_u.to(device))
             step += 1
             bar.update(1)
             if step >= total:

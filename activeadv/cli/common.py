@@ -26,12 +26,32 @@ db_option = click.option(
 )
 
 
+def stop_options(func):
+    """The stopping rule's settings (``stopping.StabilizingPredictions``): simulate and run."""
+    options = [
+        click.option("--stop-window", type=int, default=3, show_default=True,
+                     help="Stopping rule: how many consecutive rounds' prediction agreements are averaged."),
+        click.option("--stop-threshold", type=float, default=0.99, show_default=True,
+                     help="Stopping rule: the mean Cohen's kappa between consecutive rounds' predictions on a "
+                          "fixed stop set that counts as stable."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def echo_json(payload: Any) -> None:
     click.echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
 def parse_csv_list(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+# the TrainConfig fields that ``train_options`` sets (same names)
+TRAIN_FIELDS = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "epochs", "min_steps", "batch_size", "lr",
+                "unlabeled", "unlabeled_weight", "unlabeled_min_steps", "unlabeled_batch_size", "vat_epsilon",
+                "vat_xi", "entmin", "augment", "warm_start", "warm_fraction")
 
 
 def train_options(func):
@@ -51,6 +71,30 @@ def train_options(func):
         click.option("--min-steps", type=int, default=300, show_default=True, help="Fewest optimizer steps."),
         click.option("--batch-size", type=int, default=64, show_default=True),
         click.option("--lr", type=float, default=1e-3, show_default=True),
+        click.option("--unlabeled", type=click.Choice(["none", "vat", "pseudo-fgsm"]), default="none",
+                     show_default=True,
+                     help="Learn from the unlabeled pool too: virtual adversarial training (KL to the most "
+                          "sensitive direction) or FGSM on confident predictions."),
+        click.option("--unlabeled-weight", type=float, default=1.0, show_default=True,
+                     help="Weight of the unlabeled term."),
+        click.option("--unlabeled-steps", "unlabeled_min_steps", type=int, default=1000, show_default=True,
+                     help="Fewest optimizer steps when --unlabeled is on."),
+        click.option("--unlabeled-batch-size", type=int, default=128, show_default=True,
+                     help="Unlabeled items per step (drawn at random from the pool, loaded per step)."),
+        click.option("--vat-eps", "vat_epsilon", type=float, default=None,
+                     help="VAT: L2 radius of the virtual adversarial perturbation [default: 0.071 x sqrt(input "
+                          "size), 2.0 on 28x28 images]."),
+        click.option("--vat-xi", type=float, default=1e-6, show_default=True,
+                     help="VAT: finite-difference step of the power iteration."),
+        click.option("--entmin/--no-entmin", default=False, show_default=True,
+                     help="VAT: also minimise the prediction entropy on unlabeled items (VAT+EntMin)."),
+        click.option("--augment/--no-augment", default=False, show_default=True,
+                     help="Random shifts of labeled images (off for feature vectors)."),
+        click.option("--warm-start/--no-warm-start", default=False, show_default=True,
+                     help="Continue from the previous round's model (--warm-fraction of the steps) instead "
+                          "of training from scratch."),
+        click.option("--warm-fraction", type=float, default=0.5, show_default=True,
+                     help="Share of the steps a warm-started round runs."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -61,5 +105,4 @@ def train_config_from(kwargs: dict, *, seed: int, device: str):
     """Pop the ``train_options`` values out of a command's kwargs into a TrainConfig."""
     from activeadv.training import TrainConfig
 
-    names = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "epochs", "min_steps", "batch_size", "lr")
-    return TrainConfig(**{n: kwargs.pop(n) for n in names}, seed=seed, device=device)
+    return TrainConfig(**{n: kwargs.pop(n) for n in TRAIN_FIELDS}, seed=seed, device=device)

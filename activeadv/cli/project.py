@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from activeadv.cli.common import (db_option, device_option, echo_json, json_option, parse_csv_list, quiet_option,
-                                  seed_option, train_options)
+from activeadv.cli.common import (TRAIN_FIELDS, db_option, device_option, echo_json, json_option, parse_csv_list,
+                                  quiet_option, seed_option, stop_options, train_options)
 from activeadv.errors import ConfigError, LabelError
 from activeadv.settings import Settings
 
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 project_option = click.option("-p", "--project", "project_name", envvar="ACTIVEADV_PROJECT", default=None,
                               help="Project name [env ACTIVEADV_PROJECT; default: the only project].")
-TRAIN_FIELDS = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "epochs", "min_steps", "batch_size", "lr")
 CSV_COLUMNS = ("key", "label", "source", "time", "annotator", "external_id")
 
 
@@ -313,7 +312,8 @@ def round_options(func):
     """Every option shared by `round` and `run`: how each round selects, trains and where it asks."""
     options = [
         click.option("--strategy", default="dfal", show_default=True,
-                     help="random, least-confidence, margin, entropy, coreset, dfal, fgsm-margin."),
+                     help="random, least-confidence, margin, entropy, coreset, dfal, fgsm-margin; add +kcenter "
+                          "or +kmeans++ to spread each batch over the 10 x query-size best (dfal+kcenter)."),
         click.option("--query-size", type=int, default=20, show_default=True, help="Items to request per round."),
         click.option("--initial", type=int, default=None,
                      help="Size of the random seed set when the project has no labels yet [default: --query-size]."),
@@ -417,10 +417,15 @@ def round_command(ctx: click.Context, project_name: str | None, strategy: str, q
               help="A simulated annotator answers the open Label Studio tasks at each wait, through Label "
                    "Studio's API (as `annotate-sim` does), right with probability ACCURACY: rounds complete "
                    "unattended.")
+@click.option("--until-stable", is_flag=True,
+              help="Start no further round once the stopping rule holds (the model's predictions on a fixed "
+                   "stop set agree with the previous rounds': see --stop-window, --stop-threshold).")
+@stop_options
 @round_options
 @click.pass_context
 def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_new_labels: int | None,
-                poll_seconds: float, timeout: float | None, auto_accuracy: float | None, strategy: str,
+                poll_seconds: float, timeout: float | None, auto_accuracy: float | None, until_stable: bool,
+                stop_window: int, stop_threshold: float, strategy: str,
                 query_size: int, initial: int | None, oracle: str | None, oracle_error: float, ls_url: str | None,
                 subsample: int | None, seed: int, device: str, checkpoint_dir: Path | None, force_unlock: bool,
                 database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
@@ -436,10 +441,12 @@ def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_n
     Example: activeadv run --rounds 5 --min-new-labels 20 --auto-annotate 1.0
     """
     from activeadv.loop import RoundOptions, project_dataset, run_rounds, train_config_for
+    from activeadv.stopping import StabilizingPredictions
     from activeadv.training import resolve_device
 
     resolve_device(device)
     opts = RoundOptions(strategy=strategy, query_size=query_size, initial=initial, subsample=subsample, seed=seed)
+    rule = StabilizingPredictions(stop_window, stop_threshold)
     if auto_accuracy is not None and not 0.0 <= auto_accuracy <= 1.0:
         raise ConfigError("--auto-annotate must be an accuracy in [0, 1]")
     if timeout is not None and timeout <= 0:
@@ -477,17 +484,20 @@ def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_n
             run_rounds(store, project, data, answerer, cfg, opts, checkpoint_dir or _default_checkpoint_dir(url),
                        rounds=rounds, min_new_labels=min_new_labels or query_size, poll_seconds=poll_seconds,
                        timeout=timeout, before_poll=before_poll, progress=not quiet and not as_json,
-                       on_round=on_round, on_wait=on_wait, force_unlock=force_unlock)
+                       on_round=on_round, on_wait=on_wait, force_unlock=force_unlock,
+                       until_stable=rule if until_stable else None)
         except KeyboardInterrupt:
             st = store.status(project.id)
             raise click.ClickException(f"interrupted after {len(lines)} round(s): {st.labeled} labels stored, "
                                        f"{st.pending} pending; run again to continue") from None
         st = store.status(project.id)
+    stop = _stopping_summary(st.rounds, rule)
     if as_json:
-        echo_json({"rounds": lines, "oracle": kind, "curve": [_round_row(r) for r in st.rounds]})
+        echo_json({"rounds": lines, "oracle": kind, "curve": [_round_row(r) for r in st.rounds], "stopping": stop})
         return
     click.echo("learning curve:")
     _echo_round_table([_round_row(r) for r in st.rounds])
+    click.echo(_stopping_line(stop))
 
 
 # ---------------------------------------------------------------------- status
@@ -501,6 +511,7 @@ def _round_row(r) -> dict:
             "accuracy": r.metrics.accuracy if r.metrics else None,
             "fgsm_accuracy": r.metrics.fgsm_accuracy if r.metrics else None,
             "pgd_accuracy": r.metrics.pgd_accuracy if r.metrics else None,
+            "agreement": r.stop_agreement,
             "seconds": round(sum(r.timings.values()), 3), "model": r.model_path,
             "started_at": r.started_at.isoformat()}
 
@@ -517,11 +528,31 @@ def _echo_round_table(rounds: list[dict]) -> None:
     names = [_short_strategy(r["strategy"]) for r in rounds]
     width = max(len("strategy"), *(len(n) for n in names)) + 2
     click.echo(f"{'round':>5}  {'strategy':<{width}}{'state':<10}{'labels':>7}{'asked':>7}"
-               f"{'accuracy':>10}{'FGSM':>8}{'PGD':>8}{'time':>9}")
+               f"{'accuracy':>10}{'FGSM':>8}{'PGD':>8}{'agree':>8}{'time':>9}")
     for r, name in zip(rounds, names):
+        agree = "-" if r["agreement"] is None else f"{r['agreement']:.3f}"
         click.echo(f"{r['round']:>5}  {name:<{width}}{r['state']:<10}{_n(r['labels']):>7}"
                    f"{_n(r['selected']):>7}{_pct(r['accuracy']):>10}{_pct(r['fgsm_accuracy']):>8}"
-                   f"{_pct(r['pgd_accuracy']):>8}{r['seconds']:>8.1f}s")
+                   f"{_pct(r['pgd_accuracy']):>8}{agree:>8}{r['seconds']:>8.1f}s")
+
+
+def _stopping_summary(rounds, rule=None) -> dict:
+    """The stopping rule (stabilizing predictions; default window and threshold) read from the stored rounds."""
+    from activeadv.loop import stopping_state
+    from activeadv.stopping import StabilizingPredictions
+
+    rule = rule or StabilizingPredictions()
+    fired, first = stopping_state(list(rounds), rule)
+    return {"rule": f"mean kappa of the last {rule.window} rounds >= {rule.threshold}", "stable": fired,
+            "first_stable_round": first}
+
+
+def _stopping_line(summary: dict) -> str:
+    if summary["first_stable_round"] is None:
+        return f"stopping rule ({summary['rule']}): not reached yet"
+    now = "holds now" if summary["stable"] else "held before, not now"
+    return (f"stopping rule ({summary['rule']}): reached after round {summary['first_stable_round']} ({now}); "
+            "more labels are unlikely to change the model's predictions")
 
 
 @click.command("status")
@@ -541,12 +572,13 @@ def status_command(project_name: str | None, database_url: str | None, as_json: 
         holder = store.lock_holder(project.id)
     ls = label_studio_summary(project)
     rounds = [_round_row(r) for r in st.rounds]
+    stop = _stopping_summary(st.rounds)
     if as_json:
         echo_json({"project": project.name, "dataset": project.dataset, "classes": list(project.class_names),
                    "pool": st.pool, "test": st.test, "labeled": st.labeled, "pending": st.pending,
                    "skipped": st.skipped, "rejected": st.rejected,
                    "running": None if holder is None else {"pid": holder[0], "host": holder[1]},
-                   "label_studio": ls, "rounds": rounds})
+                   "label_studio": ls, "rounds": rounds, "stopping": stop})
         return
     click.echo(f"project {project.name}: {project.dataset}, {len(project.class_names)} classes")
     click.echo(f"pool {st.pool} items: {st.labeled} labeled, {st.pending} requested (pending), "
@@ -563,6 +595,7 @@ def status_command(project_name: str | None, database_url: str | None, as_json: 
         click.echo("no rounds yet: run `activeadv round`")
         return
     _echo_round_table(rounds)
+    click.echo(_stopping_line(stop))
 
 
 def _n(value: int | None) -> str:

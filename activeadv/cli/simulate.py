@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from activeadv.cli.common import (db_option, device_option, echo_json, json_option, parse_csv_list, quiet_option,
-                                  seed_option, train_config_from, train_options)
+                                  seed_option, stop_options, train_config_from, train_options)
 
 
 @click.command("simulate")
@@ -31,6 +31,9 @@ from activeadv.cli.common import (db_option, device_option, echo_json, json_opti
               help="Accuracy for 'labels to target' (default: 95%% of a model trained on every pool label).")
 @click.option("--oracle-error", type=float, default=0.0, show_default=True,
               help="Probability that the simulated annotator gives a wrong label.")
+@stop_options
+@click.option("--resume", is_flag=True,
+              help="Keep the curves an interrupted run with the same options finished in --out (points.jsonl).")
 @train_options
 @device_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/simulate"),
@@ -40,21 +43,25 @@ from activeadv.cli.common import (db_option, device_option, echo_json, json_opti
 @json_option
 def simulate_command(dataset: str, classes: str | None, strategies: str, initial: int, query_size: int,
                      budget: int, seeds: int, seed: int, candidates: int | None, dfal_add_adversarial: bool,
-                     dfal_mode: str, target_accuracy: float | None, oracle_error: float, device: str, out_dir: Path,
+                     dfal_mode: str, target_accuracy: float | None, oracle_error: float, stop_window: int,
+                     stop_threshold: float, resume: bool, device: str, out_dir: Path,
                      database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Compare selection strategies by simulation: hidden labels revealed on request.
 
     Every strategy of a seed starts from the same random initial set; each
-    round retrains from scratch with the same settings and records test
-    accuracy (clean and under FGSM).  Writes curves.csv, summary.json and
-    learning_curves.png to --out and prints a table.
+    round trains with the same settings and records test accuracy (clean and
+    under FGSM) and the stopping rule's agreement.  Strategies take a batch
+    diversity suffix (dfal+kcenter, entropy+kmeans++).  Writes curves.csv,
+    summary.json and learning_curves.png to --out and prints a table; each
+    point is logged to points.jsonl as it arrives (--resume).
 
     Example: activeadv simulate --dataset digits --strategies random,entropy,dfal
     --initial 20 --query-size 20 --budget 300 --seeds 5 --out runs/digits
     """
-    from activeadv.benchmark import SimulationConfig, simulate, write_outputs
+    from activeadv.benchmark import SimulationConfig, point_log, simulate, write_outputs
     from activeadv.data import load_dataset
     from activeadv.errors import ConfigError
+    from activeadv.stopping import StabilizingPredictions
     from activeadv.training import resolve_device
 
     if seeds < 1:
@@ -66,9 +73,12 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
     cfg = SimulationConfig(strategies=tuple(parse_csv_list(strategies)), initial=initial, query_size=query_size,
                            budget=budget, seeds=tuple(range(seed, seed + seeds)), candidates=candidates,
                            dfal_add_adversarial=dfal_add_adversarial, dfal_mode=dfal_mode,
-                           target_accuracy=target_accuracy, oracle_error=oracle_error, train=train_cfg)
+                           target_accuracy=target_accuracy, oracle_error=oracle_error,
+                           stopping=StabilizingPredictions(stop_window, stop_threshold), train=train_cfg)
     data = load_dataset(dataset, class_names=parse_csv_list(classes) if classes else None)
-    result = simulate(data, cfg, progress=not quiet)
+    _check_store(database_url)  # a bad --db fails now, not after hours of simulation
+    done, log_point = point_log(out_dir, cfg, resume=resume)
+    result = simulate(data, cfg, progress=not quiet, on_point=log_point, done=done)
     summary = write_outputs(result, out_dir)
     saved = _save_to_store(database_url, result, summary)
     if as_json:
@@ -78,6 +88,14 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
     click.echo(f"wrote {out_dir / 'curves.csv'}, {out_dir / 'summary.json'}, {out_dir / 'learning_curves.png'}")
     if saved:
         click.echo(saved)
+
+
+def _check_store(database_url: str | None) -> None:
+    """Open (and close) the database the results will go to: a wrong URL or stale schema is a one-line error now."""
+    from activeadv.store import Store
+
+    if database_url is not None:
+        Store.open(database_url).close()
 
 
 def _save_to_store(database_url: str | None, result, summary) -> str | None:

@@ -85,3 +85,28 @@ def test_a_built_wheel_carries_the_migrations(tmp_path):
     probe = subprocess.run([sys.executable, "-c", "import activeadv.store as s; print(s._migrations_dir())"],
                            capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site")})
     assert probe.stdout.strip() == str(tmp_path / "site" / "activeadv" / "migrations")
+
+
+def test_upgrade_from_0001_keeps_rounds_and_models(database_url):
+    """A database made by the previous schema, with a trained round in it, upgrades without losing anything."""
+    store = Store(database_url)
+    store.upgrade("0001")
+    now = "2026-11-25 12:00:00"
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO projects (id, name, dataset, class_names, train_settings, strategy_settings,"
+                             " created_at) VALUES (1, 'old', 'digits', '[\"a\", \"b\"]', '{}', '{}', :t)"), {"t": now})
+        conn.execute(sa.text("INSERT INTO rounds (id, project_id, number, state, strategy, query_size, labels_used,"
+                             " selected, timings, started_at) VALUES (1, 1, 1, 'done', 'dfal', 20, 40, 20,"
+                             " '{\"train\": 1.5}', :t)"), {"t": now})
+        conn.execute(sa.text("INSERT INTO models (id, round_id, path, accuracy, fgsm_accuracy, pgd_accuracy, n_test,"
+                             " labels_used, created_at) VALUES (1, 1, '/ckpt/round-0001.pt', 0.91, 0.8, 0.7, 360, 40,"
+                             " :t)"), {"t": now})
+    store.upgrade()
+    assert store.current() == store.head() and _diffs(store) == []
+    (old,) = store.rounds(1)
+    assert (old.number, old.state, old.labels_used, old.model_path) == (1, "done", 40, "/ckpt/round-0001.pt")
+    assert old.metrics is not None and old.metrics.accuracy == 0.91 and old.metrics.pgd_accuracy == 0.7
+    assert old.timings == {"train": 1.5} and old.stop_agreement is None  # old rounds keep what they had
+    store.record_model(1, "/ckpt/round-0001.pt", old.metrics, labels_used=40, stop_agreement=0.995)
+    assert store.rounds(1)[0].stop_agreement == 0.995
+    store.close()

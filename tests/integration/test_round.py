@@ -258,3 +258,26 @@ def test_manual_workflow_without_an_annotation_server(tmp_path, sqlite_url):
     out = invoke("round", "--db", sqlite_url, "--query-size", "5", "--strategy", "margin", "--json", "-q").output
     assert json.loads(out)["labels_used"] == 4
     assert json.loads(invoke("status", "--db", sqlite_url, "--json").output)["pending"] == 7
+
+
+def test_rounds_record_agreement_status_shows_the_stopping_rule_and_run_stops_when_stable(project, tmp_path):
+    """Each trained round stores kappa with the previous model; `run --until-stable` starts no round past it.
+
+    The tiny dataset is separable, so consecutive models predict the stop set identically (kappa 1) and the
+    rule (window 2 here) holds after the third trained round: a 10-round run must end there.
+    """
+    common = ["--db", project, "--oracle", "simulated", "--query-size", "5", "-q",
+              "--checkpoint-dir", str(tmp_path / "ck"), "--min-steps", "40", "--adv", "none", "--warm-start"]
+    out = invoke("run", "--rounds", "10", "--until-stable", "--stop-window", "2", "--stop-threshold", "0.95",
+                 "--json", *common).output
+    payload = json.loads(out)
+    trained = [r for r in payload["curve"] if r["labels"] is not None]
+    assert trained[0]["agreement"] is None  # the first model has nothing to agree with
+    assert all(0.95 <= r["agreement"] <= 1.0 for r in trained[1:])
+    assert len(trained) == 3 and len(payload["rounds"]) == 3  # stopped as soon as the rule held
+    status = invoke("status", "--db", project).output
+    assert "agree" in status and "stopping rule" in status
+    report = invoke("report", "--db", project, "--out", str(tmp_path / "rep")).output
+    rows = list(csv.DictReader(open(tmp_path / "rep" / "rounds.csv")))
+    assert "stop_agreement" in rows[0] and rows[-1]["stop_agreement"] != ""
+    assert "accuracy.png" in report
