@@ -71,15 +71,15 @@ def train_options(func):
         click.option("--min-steps", type=int, default=300, show_default=True, help="Fewest optimizer steps."),
         click.option("--batch-size", type=int, default=64, show_default=True),
         click.option("--lr", type=float, default=1e-3, show_default=True),
-        click.option("--unlabeled", type=click.Choice(["none", "vat", "pseudo-fgsm"]), default="none",
+        click.option("--unlabeled", type=click.Choice(["none", "vat", "pseudo-fgsm"]), default="vat",
                      show_default=True,
                      help="Learn from the unlabeled pool too: virtual adversarial training (KL to the most "
                           "sensitive direction) or FGSM on confident predictions."),
         click.option("--unlabeled-weight", type=float, default=1.0, show_default=True,
                      help="Weight of the unlabeled term."),
-        click.option("--unlabeled-steps", "unlabeled_min_steps", type=int, default=1000, show_default=True,
+        click.option("--unlabeled-steps", "unlabeled_min_steps", type=int, default=500, show_default=True,
                      help="Fewest optimizer steps when --unlabeled is on."),
-        click.option("--unlabeled-batch-size", type=int, default=128, show_default=True,
+        click.option("--unlabeled-batch-size", type=int, default=64, show_default=True,
                      help="Unlabeled items per step (drawn at random from the pool, loaded per step)."),
         click.option("--vat-eps", "vat_epsilon", type=float, default=None,
                      help="VAT: L2 radius of the virtual adversarial perturbation [default: 0.071 x sqrt(input "

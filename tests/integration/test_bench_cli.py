@@ -43,7 +43,7 @@ def test_bench_scoring_rejects_unknown_methods():
 def test_bench_round_json_phases():
     result = CliRunner().invoke(cli, ["bench", "round", "--dataset", "digits", "--strategy", "dfal", "--pool", "200",
                                       "--initial", "20", "--query", "5", "--rounds", "2", "--epochs", "1",
-                                      "--min-steps", "5", "--threads", "1", "--json", "-q"])
+                                      "--min-steps", "5", "--unlabeled-steps", "5", "--threads", "1", "--json", "-q"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert [r["labels"] for r in data["rounds"]] == [20, 25]

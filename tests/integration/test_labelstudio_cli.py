@@ -90,7 +90,7 @@ def test_rounds_with_the_label_studio_oracle_wired_to_the_store(cli_env):
         project = link_project(store, store.get_project(), client)
         try:
             data = project_dataset(store, project)
-            cfg = train_config_for(project, epochs=1, min_steps=5, adv="none", device="cpu")
+            cfg = train_config_for(project, epochs=1, min_steps=5, unlabeled_min_steps=5, adv="none", device="cpu")
             opts = RoundOptions(strategy="entropy", query_size=5, initial=10)
             oracle = store_oracle(store, project, data.pool, client)
             run_round(store, project, data, oracle, cfg, opts, cli_env / "ckpt")

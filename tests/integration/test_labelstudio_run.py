@@ -16,7 +16,7 @@ from activeadv import labelstudio as L
 from activeadv.cli import cli
 
 from ls_gate import TOKEN, URL  # noqa: E402  (the gate: skip, or fail in CI)
-FAST = ("--epochs", "1", "--min-steps", "15", "--strategy", "entropy", "-q")
+FAST = ("--epochs", "1", "--min-steps", "15", "--unlabeled-steps", "15", "--strategy", "entropy", "-q")
 
 pytestmark = pytest.mark.labelstudio
 

@@ -22,7 +22,8 @@ from click.testing import CliRunner
 from activeadv.cli import cli
 from activeadv.store import Store
 
-FAST = ["--epochs", "1", "--min-steps", "3", "--batch-size", "16", "--epsilon", "0.05", "--adv", "fgsm"]
+FAST = ["--epochs", "1", "--min-steps", "3", "--unlabeled-steps", "3", "--batch-size", "16", "--epsilon", "0.05",
+        "--adv", "fgsm"]
 CLI = [sys.executable, "-c", "from activeadv.cli import main; main()"]
 
 
@@ -267,7 +268,8 @@ def test_rounds_record_agreement_status_shows_the_stopping_rule_and_run_stops_wh
     rule (window 2 here) holds after the third trained round: a 10-round run must end there.
     """
     common = ["--db", project, "--oracle", "simulated", "--query-size", "5", "-q",
-              "--checkpoint-dir", str(tmp_path / "ck"), "--min-steps", "40", "--adv", "none", "--warm-start"]
+              "--checkpoint-dir", str(tmp_path / "ck"), "--min-steps", "40", "--unlabeled-steps", "40", "--adv", "none",
+              "--warm-start"]
     out = invoke("run", "--rounds", "10", "--until-stable", "--stop-window", "2", "--stop-threshold", "0.95",
                  "--json", *common).output
     payload = json.loads(out)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from activeadv.cli import cli
 
-FAST = ["--epochs", "1", "--min-steps", "15", "--quiet"]
+FAST = ["--epochs", "1", "--min-steps", "15", "--unlabeled-steps", "15", "--quiet"]
 
 
 @pytest.mark.slow
@@ -23,7 +23,8 @@ def test_simulate_subprocess_writes_curves_summary_and_plot(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "target accuracy" in proc.stdout and "dfal" in proc.stdout
     rows = list(csv.DictReader(open(out / "curves.csv")))
-    assert set(rows[0]) == {"strategy", "seed", "round", "labels", "accuracy", "fgsm_accuracy"}
+    assert set(rows[0]) == {"strategy", "seed", "round", "labels", "accuracy", "fgsm_accuracy", "agreement"}
+    assert all((r["agreement"] == "") == (r["round"] == "0") for r in rows)  # kappa from the second round on
     # 4 strategies x 2 seeds x 3 rounds (20, 30, 40 labels)
     assert len(rows) == 24
     assert sorted({int(r["labels"]) for r in rows}) == [20, 30, 40]
@@ -36,8 +37,9 @@ def test_simulate_subprocess_writes_curves_summary_and_plot(tmp_path):
     for name in ("random", "entropy", "dfal", "fgsm-margin"):
         stats = summary["strategies"][name]
         for key in ("aulc_mean", "aulc_std", "final_accuracy_mean", "final_accuracy_std",
-                    "labels_to_target_mean", "saving_vs_random"):
+                    "labels_to_target_mean", "saving_vs_random", "stop_labels_mean", "stopped", "labels_to"):
             assert key in stats
+        assert set(stats["labels_to"]) == {"0.97", "0.98", "0.99"} and len(stats["labels_to"]["0.97"]) == 2
         assert 0 <= stats["aulc_mean"] <= 1
     png = (out / "learning_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
@@ -92,3 +94,25 @@ def test_simulate_stores_the_run_when_a_database_is_given(tmp_path):
     with Store.open(url) as store:
         runs = store.simulations()
     assert len(runs) == 1 and runs[0].dataset == "digits"
+
+
+def test_simulate_resume_keeps_finished_curves_and_refuses_other_settings(tmp_path):
+    """A killed study continues: curves complete in points.jsonl are taken as they are, not rerun."""
+    out = tmp_path / "run"
+    base = ["simulate", "--dataset", "digits", "--initial", "20", "--query-size", "10", "--budget", "30", "--seeds",
+            "1", "--target-accuracy", "0.5", "--out", str(out), *FAST]
+    first = CliRunner().invoke(cli, [*base, "--strategies", "random"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    log_lines = (out / "points.jsonl").read_text().splitlines()
+    assert len(log_lines) == 3  # settings + 2 rounds
+    # mark the logged curve: if random were rerun, its accuracy would be the real one again
+    (out / "points.jsonl").write_text("\n".join([log_lines[0]] + [
+        json.dumps({**json.loads(line), "accuracy": 0.123456}) for line in log_lines[1:]]) + "\n")
+    again = CliRunner().invoke(cli, [*base, "--strategies", "random,entropy", "--resume", "--json"],
+                               catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    rows = list(csv.DictReader(open(out / "curves.csv")))
+    assert {r["accuracy"] for r in rows if r["strategy"] == "random"} == {"0.123456"}  # kept, not retrained
+    assert len([r for r in rows if r["strategy"] == "entropy"]) == 2  # the missing curve was run
+    other = CliRunner().invoke(cli, [*base, "--strategies", "random", "--resume", "--lr", "0.01"])
+    assert other.exit_code != 0 and "other settings" in other.output
