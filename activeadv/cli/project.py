@@ -185,6 +185,37 @@ def labels_import(csv_file: Path, project_name: str | None, database_url: str | 
                    + (f", {blank} row(s) without a label left for later" if blank else ""))
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: object) -> object:
+    """A cell a spreadsheet will not run: text starting like a formula gets a leading ' (OWASP CSV injection).
+
+    ``_csv_value`` removes it again on import, so exports stay re-importable as they are.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def _csv_value(cell: str | None) -> str:
+    """A cell as read back: stripped, and a ``_csv_cell`` escape removed."""
+    text = (cell or "").strip()
+    if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES):
+        return text[1:]
+    return text
+
+
+def _csv_writer(path: Path):
+    """``(file, writer)`` for an export, with a one-line error when the path cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = path.open("w", newline="", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return fh, csv.writer(fh)
+
+
 def _read_labels_csv(path: Path, key_ids: dict[str, int], class_names: tuple[str, ...]):
     """``(annotations, rows_without_label)``; ``LabelError`` on the first bad row (nothing is stored)."""
     from activeadv.records import Annotation
@@ -204,7 +235,7 @@ def _read_labels_csv(path: Path, key_ids: dict[str, int], class_names: tuple[str
         raise LabelError(f"{path}: missing column(s) {', '.join(sorted(missing))} (header: {','.join(header)})")
     out, blank = [], 0
     for line, row in enumerate(rows, start=2):
-        key, label = (row.get("key") or "").strip(), (row.get("label") or "").strip()
+        key, label = _csv_value(row.get("key")), _csv_value(row.get("label"))
         if not label:
             blank += 1  # a requested item not annotated yet (`labels export --requested`)
             continue
@@ -213,14 +244,14 @@ def _read_labels_csv(path: Path, key_ids: dict[str, int], class_names: tuple[str
         if label not in class_names:
             raise LabelError(f"{path}:{line}: unknown label '{label}' (classes: {', '.join(class_names)}); "
                              "nothing was stored")
-        source = (row.get("source") or "").strip() or "import"
+        source = _csv_value(row.get("source")) or "import"
         stamp = (row.get("time") or "").strip()
         try:
             when = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
         except ValueError:
             raise LabelError(f"{path}:{line}: time '{stamp}' is not ISO 8601; nothing was stored") from None
-        annotator = (row.get("annotator") or "").strip() or None
-        external = (row.get("external_id") or "").strip() or "csv:" + hashlib.sha1(
+        annotator = _csv_value(row.get("annotator")) or None
+        external = _csv_value(row.get("external_id")) or "csv:" + hashlib.sha1(
             "\x1f".join((key, label, source, stamp, annotator or "")).encode()).hexdigest()
         out.append(Annotation(item_id=key_ids[key], label=label, source=source, annotator=annotator,
                               external_id=external, created_at=when))
@@ -237,34 +268,39 @@ def _read_labels_csv(path: Path, key_ids: dict[str, int], class_names: tuple[str
 @db_option
 def labels_export(csv_file: Path, history: bool, requested: bool, project_name: str | None,
                   database_url: str | None) -> None:
-    """Write the project's current labels to CSV_FILE (re-importable as is)."""
-    csv_file.parent.mkdir(parents=True, exist_ok=True)
+    """Write the project's current labels to CSV_FILE (re-importable as is).
+
+    Text that a spreadsheet would run as a formula (=, +, -, @ first) is
+    written with a leading ' and read back without it by `labels import`.
+    """
     if requested:
         with _open(database_url) as store:
             project = store.get_project(project_name)
             keys = {i: k for k, i in store.item_keys(project.id).items()}
             pending = [(store.get_round(rid).number, sel) for rid, sel in store.pending(project.id)]
         n = 0
-        with csv_file.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
+        fh, writer = _csv_writer(csv_file)
+        with fh:
             writer.writerow(["key", "label", "source", "time", "predicted", "confidence", "round"])
             for number, sel in pending:
                 for pos, item_id in enumerate(sel.item_ids):
                     guess = "" if sel.predicted is None else project.class_names[int(sel.predicted[pos])]
                     conf = "" if sel.confidence is None else f"{float(sel.confidence[pos]):.4f}"
-                    writer.writerow([keys[int(item_id)], "", "annotator", "", guess, conf, number])
+                    writer.writerow([_csv_cell(c) for c in (keys[int(item_id)], "", "annotator", "", guess, conf,
+                                                            number)])
                     n += 1
         click.echo(f"wrote {n} requested item(s) to {csv_file}: fill in 'label', then `activeadv labels import`")
         return
     with _open(database_url) as store:
         project = store.get_project(project_name)
         rows = store.label_rows(project.id, history=history)
-    with csv_file.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+    fh, writer = _csv_writer(csv_file)
+    with fh:
         writer.writerow(CSV_COLUMNS + (("current",) if history else ()))
         for r in rows:
-            writer.writerow([r.key, r.label, r.source, r.created_at.isoformat(), r.annotator or "",
-                             r.external_id or ""] + ([int(r.current)] if history else []))
+            writer.writerow([_csv_cell(c) for c in (r.key, r.label, r.source, r.created_at.isoformat(),
+                                                     r.annotator or "", r.external_id or "")]
+                            + ([int(r.current)] if history else []))
     click.echo(f"wrote {len(rows)} label(s) to {csv_file}")
 
 

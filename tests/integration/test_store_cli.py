@@ -51,3 +51,55 @@ def test_init_registers_only_new_files_and_keeps_ids_of_renamed_ones(tmp_path, d
 
     result = CliRunner().invoke(cli, ["init", "shapes", "--dataset", "digits", "--db", database_url])
     assert result.exit_code == 1 and "uses dataset" in result.output
+
+
+def test_labels_export_neutralises_formulas_and_reimports_them(tmp_path, database_url):
+    """OWASP CSV injection: a key or annotator starting with = + - @ must not run in a spreadsheet,
+    and the escaped export still imports back to the same labels."""
+    import csv
+
+    folder = tmp_path / "evil"
+    _png(folder / "=cmd|calc" / "0.png", 10)  # a class (and so a key and a label) that reads as a formula
+    _png(folder / "plain" / "+1+1.png", 200)
+    _init_named(database_url, folder)
+    with Store.open(database_url) as store:
+        p = store.get_project("evil")
+        keys = store.item_keys(p.id)
+        assert set(keys) == {"=cmd|calc/0.png", "plain/+1+1.png"}, keys
+        store.add_labels(p.id, [Annotation(keys["=cmd|calc/0.png"], "=cmd|calc", "import", annotator="@SUM(A1)",
+                                           external_id="-2+3")])
+    out = tmp_path / "labels.csv"
+    result = CliRunner().invoke(cli, ["labels", "export", str(out), "--db", database_url])
+    assert result.exit_code == 0, result.output
+    (row,) = list(csv.DictReader(out.open()))
+    assert (row["key"], row["label"]) == ("'=cmd|calc/0.png", "'=cmd|calc")
+    assert row["annotator"] == "'@SUM(A1)" and row["external_id"] == "'-2+3"
+    assert not any(v.startswith(("=", "+", "-", "@")) for v in row.values())
+    url2 = f"sqlite:///{tmp_path / 'again.db'}"  # a fresh database: the export imports to the same label
+    _init_named(url2, folder)
+    result = CliRunner().invoke(cli, ["labels", "import", str(out), "--db", url2])
+    assert result.exit_code == 0, result.output
+    with Store.open(url2) as store:
+        p = store.get_project("evil")
+        (label,) = store.label_rows(p.id)
+        assert (label.key, label.label, label.annotator, label.external_id) == (
+            "=cmd|calc/0.png", "=cmd|calc", "@SUM(A1)", "-2+3")
+
+
+def test_labels_export_to_an_unwritable_path_is_one_line(tmp_path, database_url):
+    _init_named(database_url, _two_pngs(tmp_path / "imgs"))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(cli, ["labels", "export", str(blocker / "out.csv"), "--db", database_url])
+    assert result.exit_code == 1 and "cannot write" in result.output and "Traceback" not in result.output
+
+
+def _init_named(url: str, folder, name: str = "evil") -> None:
+    result = CliRunner().invoke(cli, ["init", name, "--dataset", f"folder:{folder}", "--db", url, "-q"])
+    assert result.exit_code == 0, result.output
+
+
+def _two_pngs(folder):
+    _png(folder / "train" / "a" / "0.png", 10)
+    _png(folder / "train" / "b" / "0.png", 200)
+    return folder
