@@ -726,6 +726,37 @@ class LabelStudioClient:
         return done
 
 
+def masked_url(url: str) -> str:
+    """``url`` with a password in it replaced by ``***``: what error lines and logs may show."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def clean_token(token: str | None) -> str:
+    """The token as an HTTP header can carry it: surrounding whitespace (a pasted newline) removed.
+
+    Anything else that is not printable ASCII is refused in one line that never
+    shows the token; before, a trailing newline made httpx fail deep inside and
+    the error read "server unreachable".
+    """
+    if not token or not token.strip():
+        raise LabelStudioError("no Label Studio API token: set LABEL_STUDIO_API_KEY")
+    token = token.strip()
+    if not all("!" <= ch <= "~" for ch in token):
+        raise LabelStudioError("the Label Studio API token holds spaces or characters outside printable ASCII; "
+                               "check LABEL_STUDIO_API_KEY (or the token file)")
+    return token
+
+
 def connect(url: str, token: str | None, *, timeout: float = 30.0, max_retries: int = 3,
             chunk_size: int = 50) -> LabelStudioClient:
     """A client for ``url`` after checking that the server answers and accepts ``token``.
@@ -735,11 +766,10 @@ def connect(url: str, token: str | None, *, timeout: float = 30.0, max_retries: 
     """
     if not url:
         raise LabelStudioError("no Label Studio URL: pass --label-studio URL or set LABEL_STUDIO_URL")
-    if not token:
-        raise LabelStudioError("no Label Studio API token: set LABEL_STUDIO_API_KEY")
+    token = clean_token(token)
     url = url.rstrip("/")
     sdk = LabelStudio(base_url=url, api_key=token, timeout=timeout, max_retries=max_retries)
-    client = LabelStudioClient(sdk, url, max_retries=max_retries, chunk_size=chunk_size)
+    client = LabelStudioClient(sdk, masked_url(url), max_retries=max_retries, chunk_size=chunk_size)
     client.whoami()
     return client
 

@@ -187,6 +187,9 @@ def start(cfg: ServerConfig, *, timeout: float = 180.0) -> ServerInfo:
         raise LabelStudioError(f"Label Studio is not installed in {venv_dir(cfg.home)}; run 'activeadv labelstudio install'")
     data_dir = cfg.data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # it holds the token, the admin password and the server's database
+    for db_file in data_dir.glob("*.sqlite3*"):  # written by an older start with the default umask
+        db_file.chmod(0o600)
     info = read_info(data_dir)
     if info and _pid_alive(info.pid) and health(info.url):
         log.info("Label Studio already running at %s (pid %d)", info.url, info.pid)
@@ -223,8 +226,9 @@ def start(cfg: ServerConfig, *, timeout: float = 180.0) -> ServerInfo:
     cmd = [str(exe), "start", "--no-browser", "--internal-host", cfg.host, "--port", str(cfg.port)]
     log.info("starting Label Studio on %s (data %s, files root %s)", cfg.url, data_dir, files_root)
     with log_file.open("ab") as out:
+        # umask 077: what the server writes (its SQLite database holds the token) is for this user only
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=data_dir, start_new_session=True)
+                                cwd=data_dir, start_new_session=True, umask=0o077)
     (data_dir / "server.pid").write_text(f"{proc.pid}\n")
     info = ServerInfo(url=cfg.url, port=cfg.port, pid=proc.pid, data_dir=str(data_dir), files_root=str(files_root),
                       token_file=str(token_file(data_dir)), log_file=str(log_file))

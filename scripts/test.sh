@@ -38,6 +38,7 @@ stop_ls() { .venv/bin/activeadv labelstudio stop --data-dir "$LS_DATA" >/dev/nul
 trap stop_ls EXIT
 .venv/bin/activeadv labelstudio start --port "$LS_PORT" --data-dir "$LS_DATA" --files-root "$LS_FILES" >/dev/null
 export LABEL_STUDIO_URL="http://127.0.0.1:$LS_PORT"
+export ACTIVEADV_TEST_LS_DATA="$LS_DATA"  # the tests check what the server left there (permissions)
 export LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="$LS_FILES"
 export ACTIVEADV_REQUIRE_LABEL_STUDIO=1  # the real-server tests must run, not skip
 

@@ -36,6 +36,8 @@ def cli(verbose: int) -> None:
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpcore", "httpx", "hpack"):  # their debug lines carry request headers (the API token)
+        logging.getLogger(chatty).setLevel(max(level, logging.INFO))
 
 
 def _register() -> None:

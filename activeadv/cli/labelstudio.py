@@ -315,7 +315,7 @@ def link_command(project_name: str | None, ls_url: str | None, ls_project: int |
         root = _files_root(files_root, client.url)
         pool = _pool(store, project) if root is not None else None
         project = link_project(store, project, client, ls_project_id=ls_project, files_root=root, pool=pool)
-    click.echo(f"project '{project.name}' linked to Label Studio project {project.ls_project_id} at {project.ls_url}")
+    click.echo(f"project '{project.name}' linked to Label Studio project {project.ls_project_id} at {client.url}")
 
 
 def _pool(store: Any, project: Any) -> Any:

@@ -119,7 +119,7 @@ def init_command(ctx: click.Context, name: str, dataset: str, classes: str | Non
 
             client = connect_for(ls_url, project)
             project = link_project(store, project, client, files_root=_files_root(None, client.url), pool=data.pool)
-            click.echo(f"linked to Label Studio project {project.ls_project_id} at {project.ls_url}")
+            click.echo(f"linked to Label Studio project {project.ls_project_id} at {client.url}")
     finally:
         store.close()
 

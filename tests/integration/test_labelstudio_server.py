@@ -293,6 +293,25 @@ def test_server_stopped_mid_push_then_restarted(tmp_path):
         own.push_tasks(pid, items(range(80)), model_version=1, known=saved, on_created=saved.update)
         ids = sorted(t["data"]["item_id"] for t in all_tasks(own, pid))
         assert ids == list(range(80)) and len(saved) == 80
+        _assert_private(cfg.data_dir)
     finally:
         lsserver.stop(cfg.data_dir)
     assert not lsserver.status(cfg.data_dir)["healthy"]
+
+
+def _assert_private(data_dir: Path) -> None:
+    """The data dir holds the token, the admin password and the server's database: this user's only."""
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    databases = list(data_dir.glob("*.sqlite3"))
+    assert databases, sorted(p.name for p in data_dir.iterdir())
+    for path in [data_dir / "token", data_dir / "admin-password", *databases]:
+        assert path.stat().st_mode & 0o077 == 0, f"{path.name} is readable by others"
+
+
+def test_the_test_server_data_dir_is_private():
+    """The server scripts/test.sh started (through `activeadv labelstudio start`) keeps its data private."""
+    import os
+
+    data = os.environ.get("ACTIVEADV_TEST_LS_DATA")
+    require(bool(data), "ACTIVEADV_TEST_LS_DATA is not set (scripts/test.sh sets it)")
+    _assert_private(Path(data))

@@ -331,3 +331,27 @@ def test_oracle_collect_moves_the_cursor_only_after_the_next_collect_or_commit()
     assert saved == [T0] and client.since == [None, T0]
     oracle.commit()
     assert saved == [T0, T0 + timedelta(seconds=9)]
+
+
+def test_a_password_in_the_label_studio_url_is_masked():
+    from activeadv.labelstudio import masked_url
+
+    assert masked_url("http://admin:s3cret@ls.example:8080/x") == "http://admin:***@ls.example:8080/x"
+    assert masked_url("http://ls.example:8080") == "http://ls.example:8080"
+    assert masked_url("http://user@ls.example") == "http://user@ls.example"
+
+
+def test_a_pasted_token_is_stripped_and_an_illegal_one_refused_without_showing_it():
+    from activeadv.errors import LabelStudioError
+    from activeadv.labelstudio import clean_token, connect
+
+    assert clean_token("  abc123def\n") == "abc123def"
+    for bad in ("abc def", "tökén-123", "abc\x00def"):
+        with pytest.raises(LabelStudioError) as err:
+            clean_token(bad)
+        assert bad not in str(err.value) and "LABEL_STUDIO_API_KEY" in str(err.value)
+    with pytest.raises(LabelStudioError, match="no Label Studio API token"):
+        connect("http://127.0.0.1:9", " \n")
+    with pytest.raises(LabelStudioError) as err:  # server down: one line, password masked
+        connect("http://admin:pw-secret@127.0.0.1:9", "tok123456", timeout=2, max_retries=0)
+    assert "pw-secret" not in str(err.value) and "unreachable" in str(err.value)
