@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import create_engine, delete, event, func, inspect, select, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from activeadv import records
@@ -195,7 +195,7 @@ class Store:
         try:
             with self.engine.connect() as conn:
                 return MigrationContext.configure(conn).get_current_revision()
-        except OperationalError as exc:
+        except DatabaseError as exc:  # unreachable, locked, or not a database at all (e.g. --db on a text file)
             raise ConfigError(f"cannot open database {self.display_url}: "
                               f"{str(exc.orig).strip().splitlines()[0]}") from None
 

@@ -111,6 +111,11 @@ class TrainConfig:
             raise ConfigError(f"unknown --adv '{self.adv}': use {', '.join(ADV_METHODS)}")
         if self.adv_target not in ADV_TARGETS:
             raise ConfigError(f"unknown --adv-target '{self.adv_target}': use predicted or true")
+        for name in ("epsilon", "alpha", "lr", "weight_decay", "unlabeled_weight", "warm_fraction"):
+            if not math.isfinite(getattr(self, name)):  # nan slips through every comparison below
+                raise ConfigError(f"--{name.replace('_', '-')} must be a number, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ConfigError(f"--lr must be > 0 (got {self.lr}) and weight decay >= 0")
         if self.epsilon < 0:
             raise ConfigError(f"--epsilon must be >= 0, got {self.epsilon}")
         if not 0.0 <= self.alpha <= 1.0:

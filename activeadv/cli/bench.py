@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from activeadv.cli.common import (device_option, echo_json, json_option, parse_csv_list, quiet_option, seed_option,
-                                  train_config_from, train_options)
+from activeadv.cli.common import (COUNT, device_option, echo_json, json_option, parse_csv_list, quiet_option,
+                                  seed_option, train_config_from, train_options)
 
-threads_option = click.option("--threads", type=int, default=None,
+threads_option = click.option("--threads", type=COUNT, default=None,
                               help="torch CPU threads (default: torch's own choice, usually the core count).")
 dataset_option = click.option("--dataset", default="digits", show_default=True,
                               help="digits, idx:DIR, npz:FILE or folder:DIR (needs labels: the bench trains).")
@@ -28,18 +28,18 @@ def bench() -> None:
 
 @bench.command("scoring")
 @dataset_option
-@click.option("--pool", "pool_size", type=int, default=10_000, show_default=True, help="Items ranked.")
-@click.option("--labels", type=int, default=1_000, show_default=True,
+@click.option("--pool", "pool_size", type=COUNT, default=10_000, show_default=True, help="Items ranked.")
+@click.option("--labels", type=COUNT, default=1_000, show_default=True,
               help="Labeled items the model is trained on first (a realistic decision boundary).")
-@click.option("--train-steps", type=int, default=300, show_default=True, help="Optimizer steps for that model.")
-@click.option("--repeats", type=int, default=3, show_default=True, help="Timed runs per method (after a warm-up).")
-@click.option("--batch-size", type=int, default=512, show_default=True, help="Batch for forward passes.")
-@click.option("--attack-batch-size", type=int, default=512, show_default=True, help="Batch for DeepFool/FGSM.")
-@click.option("--slice-rows", type=int, default=None,
+@click.option("--train-steps", type=COUNT, default=300, show_default=True, help="Optimizer steps for that model.")
+@click.option("--repeats", type=COUNT, default=3, show_default=True, help="Timed runs per method (after a warm-up).")
+@click.option("--batch-size", type=COUNT, default=512, show_default=True, help="Batch for forward passes.")
+@click.option("--attack-batch-size", type=COUNT, default=512, show_default=True, help="Batch for DeepFool/FGSM.")
+@click.option("--slice-rows", type=COUNT, default=None,
               help="Rows per network pass within a batch (default: 64 on CPU, the whole batch on GPU).")
 @click.option("--top", "top_fraction", type=float, default=0.01, show_default=True,
               help="n of the top-n overlap with exact DeepFool, as a fraction of the pool.")
-@click.option("--third-party", type=int, default=200, show_default=True,
+@click.option("--third-party", type=click.IntRange(0, 2**31 - 1), default=200, show_default=True,
               help="Images given to torchattacks/ART DeepFool when installed (0: skip).")
 @click.option("--methods", default=None, help="Comma-separated subset of the methods (default: all).")
 @threads_option
@@ -91,10 +91,10 @@ def scoring(dataset: str, pool_size: int, labels: int, train_steps: int, repeats
 @bench.command("round")
 @dataset_option
 @click.option("--strategy", default="dfal", show_default=True, help="Strategy that scores the pool each round.")
-@click.option("--pool", "pool_size", type=int, default=None, help="Candidates per round (default: the whole pool).")
-@click.option("--initial", type=int, default=100, show_default=True, help="Random labels before round 0.")
-@click.option("--query", type=int, default=40, show_default=True, help="Items selected per round.")
-@click.option("--rounds", type=int, default=3, show_default=True)
+@click.option("--pool", "pool_size", type=COUNT, default=None, help="Candidates per round (default: the whole pool).")
+@click.option("--initial", type=COUNT, default=100, show_default=True, help="Random labels before round 0.")
+@click.option("--query", type=COUNT, default=40, show_default=True, help="Items selected per round.")
+@click.option("--rounds", type=COUNT, default=3, show_default=True)
 @train_options
 @threads_option
 @device_option
@@ -129,11 +129,11 @@ def round_(dataset: str, strategy: str, pool_size: int | None, initial: int, que
 @dataset_option
 @click.option("--strategy", default="dfal", show_default=True)
 @click.option("--exact", is_flag=True, help="dfal: exact DeepFool on every item instead of the fast shortlist.")
-@click.option("--labels", type=int, default=200, show_default=True, help="Labels the model is trained on first.")
-@click.option("--train-steps", type=int, default=100, show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--limit", type=int, default=None, help="Rank only the first N candidates.")
-@click.option("--slice-rows", type=int, default=None,
+@click.option("--labels", type=COUNT, default=200, show_default=True, help="Labels the model is trained on first.")
+@click.option("--train-steps", type=COUNT, default=100, show_default=True)
+@click.option("--batch-size", type=COUNT, default=256, show_default=True)
+@click.option("--limit", type=COUNT, default=None, help="Rank only the first N candidates.")
+@click.option("--slice-rows", type=COUNT, default=None,
               help="Rows per network pass within a batch (default: 64 on CPU, the whole batch on GPU).")
 @threads_option
 @device_option

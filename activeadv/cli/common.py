@@ -9,7 +9,10 @@ import click
 
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed (deterministic runs).")
+# counts and sizes: positive and small enough for every database's INTEGER
+COUNT = click.IntRange(1, 2**31 - 1)
+seed_option = click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+                           help="Random seed (deterministic runs).")
 device_option = click.option(
     "--device",
     default="auto",
@@ -29,7 +32,7 @@ db_option = click.option(
 def stop_options(func):
     """The stopping rule's settings (``stopping.StabilizingPredictions``): simulate and run."""
     options = [
-        click.option("--stop-window", type=int, default=3, show_default=True,
+        click.option("--stop-window", type=COUNT, default=3, show_default=True,
                      help="Stopping rule: how many consecutive rounds' prediction agreements are averaged."),
         click.option("--stop-threshold", type=float, default=0.99, show_default=True,
                      help="Stopping rule: the mean Cohen's kappa between consecutive rounds' predictions on a "
@@ -63,13 +66,13 @@ def train_options(func):
                      help="L-inf radius of the training perturbation (inputs are in [0, 1])."),
         click.option("--alpha", type=float, default=0.5, show_default=True,
                      help="Weight of the clean loss: alpha*CE(x) + (1-alpha)*CE(x_adv)."),
-        click.option("--adv-steps", type=int, default=5, show_default=True, help="Iterations for bim/pgd."),
+        click.option("--adv-steps", type=COUNT, default=5, show_default=True, help="Iterations for bim/pgd."),
         click.option("--adv-target", type=click.Choice(["predicted", "true"]), default="predicted",
                      show_default=True, help="Craft x_adv from the predicted label (no label leaking) or the true one."),
-        click.option("--epochs", type=int, default=50, show_default=True,
+        click.option("--epochs", type=COUNT, default=50, show_default=True,
                      help="Passes over the labeled set (at least --min-steps updates)."),
-        click.option("--min-steps", type=int, default=300, show_default=True, help="Fewest optimizer steps."),
-        click.option("--batch-size", type=int, default=64, show_default=True),
+        click.option("--min-steps", type=click.IntRange(0, 2**31 - 1), default=300, show_default=True, help="Fewest optimizer steps."),
+        click.option("--batch-size", type=COUNT, default=64, show_default=True),
         click.option("--lr", type=float, default=1e-3, show_default=True),
         click.option("--unlabeled", type=click.Choice(["none", "vat", "pseudo-fgsm"]), default="vat",
                      show_default=True,
@@ -77,9 +80,9 @@ def train_options(func):
                           "sensitive direction) or FGSM on confident predictions."),
         click.option("--unlabeled-weight", type=float, default=1.0, show_default=True,
                      help="Weight of the unlabeled term."),
-        click.option("--unlabeled-steps", "unlabeled_min_steps", type=int, default=500, show_default=True,
+        click.option("--unlabeled-steps", "unlabeled_min_steps", type=click.IntRange(0, 2**31 - 1), default=500, show_default=True,
                      help="Fewest optimizer steps when --unlabeled is on."),
-        click.option("--unlabeled-batch-size", type=int, default=64, show_default=True,
+        click.option("--unlabeled-batch-size", type=COUNT, default=64, show_default=True,
                      help="Unlabeled items per step (drawn at random from the pool, loaded per step)."),
         click.option("--vat-eps", "vat_epsilon", type=float, default=None,
                      help="VAT: L2 radius of the virtual adversarial perturbation [default: 0.071 x sqrt(input "

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from activeadv.cli.common import db_option, echo_json, json_option, quiet_option, seed_option
+from activeadv.cli.common import COUNT, db_option, echo_json, json_option, quiet_option, seed_option
 from activeadv.errors import ConfigError, LabelStudioError
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ def install_command(version: str | None, force: bool) -> None:
 
 
 @labelstudio_group.command("start")
-@click.option("--port", type=int, default=8080, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port on 127.0.0.1.")
 @data_dir_option
 @click.option("--files-root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder (and sub-folders) whose images Label Studio may serve [default: your home directory].")
@@ -296,7 +296,7 @@ def status_command(data_dir: Path | None, as_json: bool) -> None:
 @labelstudio_group.command("link")
 @project_option
 @url_option
-@click.option("--ls-project", type=int, default=None,
+@click.option("--ls-project", type=COUNT, default=None,
               help="Link this existing Label Studio project id (its choices must equal the classes).")
 @files_root_option
 @db_option
@@ -342,7 +342,7 @@ def _requested(store: Any, project_id: int) -> list[tuple[int, int, int, int | N
 
 @click.command("push")
 @project_option
-@click.option("--top", "top_k", type=int, default=None,
+@click.option("--top", "top_k", type=COUNT, default=None,
               help="Send at most this many requested items that have no task yet (best first) [default: all].")
 @url_option
 @files_root_option
@@ -463,7 +463,7 @@ def sync_command(project_name: str | None, ls_url: str | None, database_url: str
 @project_option
 @click.option("--accuracy", type=float, default=1.0, show_default=True,
               help="Probability of answering the true label; otherwise a random other class.")
-@click.option("--limit", type=int, default=None, help="Answer at most this many open tasks.")
+@click.option("--limit", type=COUNT, default=None, help="Answer at most this many open tasks.")
 @url_option
 @seed_option
 @db_option

@@ -11,13 +11,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import math
 from datetime import datetime
 from pathlib import Path
 
 import click
 
-from activeadv.cli.common import (TRAIN_FIELDS, db_option, device_option, echo_json, json_option, parse_csv_list,
-                                  quiet_option, seed_option, stop_options, train_options)
+from activeadv.cli.common import (COUNT, TRAIN_FIELDS, db_option, device_option, echo_json, json_option,
+                                  parse_csv_list, quiet_option, seed_option, stop_options, train_options)
 from activeadv.errors import ConfigError, LabelError
 from activeadv.settings import Settings
 
@@ -350,15 +351,15 @@ def round_options(func):
         click.option("--strategy", default="dfal", show_default=True,
                      help="random, least-confidence, margin, entropy, coreset, dfal, fgsm-margin; add +kcenter "
                           "or +kmeans++ to spread each batch over the 10 x query-size best (dfal+kcenter)."),
-        click.option("--query-size", type=int, default=20, show_default=True, help="Items to request per round."),
-        click.option("--initial", type=int, default=None,
+        click.option("--query-size", type=COUNT, default=20, show_default=True, help="Items to request per round."),
+        click.option("--initial", type=COUNT, default=None,
                      help="Size of the random seed set when the project has no labels yet [default: --query-size]."),
         click.option("--oracle", type=click.Choice(["none", "simulated", "labelstudio"]), default=None,
                      help=ORACLE_HELP),
         click.option("--oracle-error", type=float, default=0.0, show_default=True,
                      help="Simulated oracle: probability of a wrong label."),
         ls_url_option,
-        click.option("--subsample", type=int, default=None,
+        click.option("--subsample", type=COUNT, default=None,
                      help="Score only this many random candidates (large pools)."),
         train_options, seed_option, device_option, checkpoint_option, force_unlock_option, db_option,
         quiet_option, json_option,
@@ -440,8 +441,8 @@ def round_command(ctx: click.Context, project_name: str | None, strategy: str, q
 # ------------------------------------------------------------------------- run
 @click.command("run")
 @project_option
-@click.option("--rounds", type=int, required=True, help="How many rounds to run.")
-@click.option("--min-new-labels", type=int, default=None,
+@click.option("--rounds", type=COUNT, required=True, help="How many rounds to run.")
+@click.option("--min-new-labels", type=COUNT, default=None,
               help="Before each round (but a fresh project's seed round), wait until this many labels beyond "
                    "the last training set have arrived [default: --query-size].")
 @click.option("--poll-seconds", type=float, default=10.0, show_default=True,
@@ -485,8 +486,10 @@ def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_n
     rule = StabilizingPredictions(stop_window, stop_threshold)
     if auto_accuracy is not None and not 0.0 <= auto_accuracy <= 1.0:
         raise ConfigError("--auto-annotate must be an accuracy in [0, 1]")
-    if timeout is not None and timeout <= 0:
-        raise ConfigError("--timeout must be > 0")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):  # nan waited for ever
+        raise ConfigError("--timeout must be a number of seconds > 0")
+    if not (math.isfinite(poll_seconds) and poll_seconds > 0):
+        raise ConfigError("--poll-seconds must be a number of seconds > 0")
     url = _url(database_url)
     lines: list[dict] = []
     with _open(url) as store:

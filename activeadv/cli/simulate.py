@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from activeadv.cli.common import (db_option, device_option, echo_json, json_option, parse_csv_list, quiet_option,
-                                  seed_option, stop_options, train_config_from, train_options)
+from activeadv.cli.common import (COUNT, db_option, device_option, echo_json, json_option, parse_csv_list,
+                                  quiet_option, seed_option, stop_options, train_config_from, train_options)
 
 
 @click.command("simulate")
@@ -16,12 +16,12 @@ from activeadv.cli.common import (db_option, device_option, echo_json, json_opti
 @click.option("--classes", default=None, help="Comma-separated class names (default: from the data).")
 @click.option("--strategies", default="random,entropy,dfal", show_default=True,
               help="Comma-separated: random, least-confidence, margin, entropy, coreset, dfal, fgsm-margin.")
-@click.option("--initial", type=int, default=20, show_default=True, help="Random labels to start from.")
-@click.option("--query-size", type=int, default=20, show_default=True, help="Labels asked per round.")
-@click.option("--budget", type=int, default=300, show_default=True, help="Total labels to spend.")
-@click.option("--seeds", type=int, default=5, show_default=True, help="Number of seeds (repetitions).")
+@click.option("--initial", type=COUNT, default=20, show_default=True, help="Random labels to start from.")
+@click.option("--query-size", type=COUNT, default=20, show_default=True, help="Labels asked per round.")
+@click.option("--budget", type=COUNT, default=300, show_default=True, help="Total labels to spend.")
+@click.option("--seeds", type=COUNT, default=5, show_default=True, help="Number of seeds (repetitions).")
 @seed_option
-@click.option("--candidates", type=int, default=None,
+@click.option("--candidates", type=COUNT, default=None,
               help="Score only a random subset of this many unlabeled items per round (large pools).")
 @click.option("--dfal-add-adversarial", is_flag=True,
               help="DFAL: the queried point's DeepFool copy joins training with the annotator's label.")
