@@ -130,6 +130,29 @@ def _secret_file(path: Path, given: str | None, nbytes: int = 24) -> str:
     return value
 
 
+def server_token(data_dir: Path, given: str | None) -> str:
+    """The API token the server in ``data_dir`` is (to be) started with.
+
+    Label Studio sets the admin's token only when it creates the admin, on
+    the first start.  So once a data dir has a token, a different one given
+    later (another ``LABEL_STUDIO_API_KEY``) would be written to the token file
+    but refused by the server: the working token is kept and a warning says
+    so.  A token too short for Label Studio is refused before anything is
+    written.
+    """
+    if given is not None:
+        given = given.strip()
+        if len(given) <= 5:
+            raise LabelStudioError("the Label Studio API token must be longer than 5 characters")
+    existing = read_token(data_dir)
+    if existing and given and given != existing:
+        log.warning("the Label Studio server in %s already has its API token (in %s); keeping it, since the "
+                    "server would refuse the one given now: use that token, or a new --data-dir",
+                    data_dir, token_file(data_dir))
+        return existing
+    return _secret_file(token_file(data_dir), given)
+
+
 def token_file(data_dir: Path) -> Path:
     return data_dir / "token"
 
@@ -197,9 +220,7 @@ def start(cfg: ServerConfig, *, timeout: float = 180.0) -> ServerInfo:
     if health(cfg.url):
         raise LabelStudioError(f"port {cfg.port} already serves another Label Studio; stop it or pick --port")
 
-    token = _secret_file(token_file(data_dir), cfg.token)
-    if len(token) <= 5:
-        raise LabelStudioError("the Label Studio API token must be longer than 5 characters")
+    token = server_token(data_dir, cfg.token)
     password = _secret_file(data_dir / "admin-password", cfg.password, 12)
     secret_key = _secret_file(data_dir / "secret-key", None, 32)
     files_root = (cfg.files_root or Path.home()).expanduser().resolve()

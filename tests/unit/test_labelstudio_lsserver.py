@@ -100,3 +100,16 @@ def test_push_without_url_is_a_one_line_error(tmp_path, monkeypatch):
     result = runner.invoke(cli, ["labelstudio", "link", "--url", "http://127.0.0.1:1"])
     assert result.exit_code == 1 and "LABEL_STUDIO_API_KEY" in result.output
     assert os.environ.get("LABEL_STUDIO_API_KEY") is None
+
+
+def test_a_second_token_never_replaces_the_one_the_server_was_created_with(tmp_path, caplog):
+    data = tmp_path / "ls"
+    assert lsserver.server_token(data, "first-token-123\n") == "first-token-123"  # a pasted newline is dropped
+    with caplog.at_level("WARNING"):
+        assert lsserver.server_token(data, "other-token-456") == "first-token-123"
+    assert "keeping it" in caplog.text and "other-token-456" not in caplog.text
+    assert lsserver.read_token(data) == "first-token-123"
+    with pytest.raises(LabelStudioError, match="longer than 5"):
+        lsserver.server_token(data, "abc")
+    assert lsserver.read_token(data) == "first-token-123"  # the short one was never written
+    assert lsserver.server_token(data, None) == "first-token-123"
