@@ -228,10 +228,12 @@ class SyncResult:
         return [d.item_id for d in self.disagreements if d.tie]
 
     def for_store(self) -> list[Annotation]:
-        """The labels and skips, plus each refused label as an ``Annotation`` so that a store
-        validating labels keeps it among its rejects (reported, never trained on)."""
-        refused = [Annotation(r.item_id, r.label, "annotator", r.annotator, r.external_id, r.updated_at)
-                   for r in self.rejects if r.item_id is not None and r.label is not None]
+        """The labels and skips, plus each refused annotation of a known item as an ``Annotation``
+        whose ``rejected`` says why, so that the store keeps it among its rejects (reported, never
+        trained on): unknown labels, several choices, and no choice at all."""
+        refused = [Annotation(r.item_id, r.label, "annotator", r.annotator, r.external_id, r.updated_at,
+                              rejected=r.reason)
+                   for r in self.rejects if r.item_id is not None]
         return [*self.annotations, *refused]
 
 

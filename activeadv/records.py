@@ -49,6 +49,7 @@ class Annotation:
     external_id: str | None = None  # e.g. Label Studio annotation id
     created_at: datetime | None = None
     skipped: bool = False
+    rejected: str | None = None  # why the source already refused it (e.g. no choice): stored as a reject, never a label
 
 
 @dataclass(frozen=True)

@@ -416,8 +416,10 @@ class Store:
             batch: set[tuple] = set()
             for ann in anns:
                 item_id = int(ann.item_id)
-                reason = None
-                if item_id not in known:
+                reason = ann.rejected
+                if reason is not None:
+                    pass  # refused where it came from (e.g. an annotation with no choice)
+                elif item_id not in known:
                     reason = f"unknown item id {item_id}"
                 elif ann.source not in db.LABEL_SOURCES:
                     reason = f"unknown label source '{ann.source}' (use {', '.join(db.LABEL_SOURCES)})"

@@ -355,3 +355,12 @@ def test_a_pasted_token_is_stripped_and_an_illegal_one_refused_without_showing_i
     with pytest.raises(LabelStudioError) as err:  # server down: one line, password masked
         connect("http://admin:pw-secret@127.0.0.1:9", "tok123456", timeout=2, max_retries=0)
     assert "pw-secret" not in str(err.value) and "unreachable" in str(err.value)
+
+
+def test_every_refused_annotation_of_a_known_item_goes_to_the_store_with_its_reason():
+    res = L.parse_tasks([task(10, 7, ann(100, None)), task(11, 8, ann(101, ["cat", "dog"])),
+                         task(12, 9, ann(102, "zebra")), task(13, None, ann(103, "cat"))], CLASSES)
+    stored = {a.item_id: a for a in res.for_store()}
+    assert set(stored) == {7, 8, 9}  # the task without an item id cannot be stored against an item
+    assert "no choice" in stored[7].rejected and stored[7].label is None and not stored[7].skipped
+    assert "several choices" in stored[8].rejected and "not one of" in stored[9].rejected

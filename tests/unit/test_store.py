@@ -201,3 +201,18 @@ def test_two_writers_storing_the_same_annotations_store_them_once(store, project
     assert sum(r.added for r in results) == len(ids)
     assert sum(r.duplicates for r in results) == len(ids)
     assert len(store.label_rows(p.id, history=True)) == len(ids)
+
+
+def test_an_annotation_refused_at_the_source_is_stored_as_a_reject_not_a_skip(store, project):
+    """Label Studio annotations with no choice were counted as refused but never reached label_rejects."""
+    p, ids = project
+    item = int(ids[0])
+    rnd = store.start_round(p.id, "random", 1)
+    store.add_selection(rnd.id, Selection(np.array([item]), np.zeros(1), "random"))
+    counts = store.add_labels(p.id, [Annotation(item, None, "annotator", "ann@x", "ls:7",
+                                                rejected="no choice in the annotation")])
+    assert counts.rejected == 1 and counts.skipped == 0 and counts.added == 0
+    assert store.rejects(p.id) == [(item, None, "ls:7", "no choice in the annotation")]
+    assert [len(sel) for _, sel in store.pending(p.id)] == [1]  # still waiting for a real answer
+    assert store.add_labels(p.id, [Annotation(item, None, "annotator", "ann@x", "ls:7",
+                                              rejected="no choice in the annotation")]).rejected == 0  # kept once
