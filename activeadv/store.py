@@ -38,6 +38,7 @@ from activeadv import schema as db
 from activeadv.errors import ConfigError, LabelError, LockedError, NotFoundError, SchemaError
 
 log = logging.getLogger(__name__)
+CLOCK_SKEW = timedelta(minutes=5)  # label times further ahead of this machine's clock are clamped to now
 
 
 def _migrations_dir() -> Path:
@@ -446,6 +447,11 @@ class Store:
                     counts["duplicates"] += 1
                     continue
                 created = _to_db_time(ann.created_at) if ann.created_at else now
+                if created > now + CLOCK_SKEW:
+                    # a foreign clock ahead of ours (or a bad import) must not mask every later label
+                    log.warning("label for item %d dated %s, in the future: stored as of now", item_id,
+                                created.isoformat())
+                    created = now
                 old = current.get(item_id)
                 row = db.Label(project_id=project_id, item_id=item_id, class_index=classes[ann.label],
                                source=ann.source, annotator=ann.annotator, external_id=external, created_at=created)

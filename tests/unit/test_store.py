@@ -216,3 +216,17 @@ def test_an_annotation_refused_at_the_source_is_stored_as_a_reject_not_a_skip(st
     assert [len(sel) for _, sel in store.pending(p.id)] == [1]  # still waiting for a real answer
     assert store.add_labels(p.id, [Annotation(item, None, "annotator", "ann@x", "ls:7",
                                               rejected="no choice in the annotation")]).rejected == 0  # kept once
+
+
+def test_a_label_from_the_future_does_not_mask_later_labels(store, project, caplog):
+    from datetime import datetime, timedelta, timezone
+
+    p, ids = project
+    item = int(ids[0])
+    ahead = datetime.now(timezone.utc) + timedelta(days=365)  # an import, or a server clock a year ahead
+    with caplog.at_level("WARNING"):
+        store.add_labels(p.id, [Annotation(item, "cat", "import", external_id="future", created_at=ahead)])
+    assert "in the future" in caplog.text
+    store.add_labels(p.id, [Annotation(item, "dog", "annotator", external_id="later")])  # a correction, now
+    got_ids, classes = store.labels(p.id)
+    assert list(got_ids) == [item] and list(classes) == [1]  # the later label is the current one
