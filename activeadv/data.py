@@ -405,9 +405,14 @@ def _scan_images(root: Path) -> list[str]:
     first with each folder's entries sorted by name, which yields component
     order without sorting the whole list.  Hidden names (leading dot) are
     skipped, as they are for class folders; symlinked folders are not followed
-    (no cycles); symlinked files are kept.
+    (no cycles); a symlinked file is kept only when its target is inside
+    ``root`` too: the items of a dataset are served to annotators (Label
+    Studio), and a link to ``/etc/passwd`` or to the server's own token must
+    never become one.
     """
     keys: list[str] = []
+    inside = os.path.realpath(root) + os.sep
+    outside: list[str] = []
 
     def walk(directory: str, prefix: str) -> None:
         try:
@@ -421,9 +426,14 @@ def _scan_images(root: Path) -> list[str]:
             if entry.is_dir(follow_symlinks=False):
                 walk(entry.path, prefix + entry.name + "/")
             elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+                if entry.is_symlink() and not os.path.realpath(entry.path).startswith(inside):
+                    outside.append(prefix + entry.name)
+                    continue
                 keys.append(prefix + entry.name)
 
     walk(str(root), "")
+    if outside:
+        log.warning("skipping %d symlink(s) whose target is outside %s (e.g. %s)", len(outside), root, outside[0])
     return keys
 
 
@@ -431,7 +441,8 @@ def _folder_pool(root: Path, class_names: Sequence[str] | None, mode: str | None
                  size: tuple[int, int] | None = None) -> FolderPool:
     from PIL import Image, UnidentifiedImageError
 
-    subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    subdirs = sorted(d.name for d in root.iterdir()  # linked folders are not walked: not classes either
+                     if d.is_dir() and not d.is_symlink() and not d.name.startswith("."))
     keys = _scan_images(root)
     labelled = bool(subdirs) and all("/" in key for key in keys)
     names = list(class_names) if class_names else (subdirs if labelled else [])

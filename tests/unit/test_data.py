@@ -149,3 +149,20 @@ def test_positions_under_sparse_ids():
             renamed.positions(bad)
     with pytest.raises(DataError, match="unique"):
         pool.with_ids(np.zeros(len(pool), dtype=np.int64))
+
+
+def test_symlinks_out_of_the_dataset_never_become_items(tmp_path, caplog):
+    """A link to a file outside the folder (here an image; /etc/passwd would do) would be served to annotators."""
+    root, elsewhere = tmp_path / "data", tmp_path / "secret"
+    for d in (root / "a", root / "b", elsewhere):
+        d.mkdir(parents=True)
+    for name, value in (("a/1.png", 10), ("b/1.png", 200)):
+        Image.fromarray(np.full((8, 8), value, dtype=np.uint8)).save(root / name)
+    Image.fromarray(np.full((8, 8), 99, dtype=np.uint8)).save(elsewhere / "private.png")
+    (root / "a" / "leak.png").symlink_to(elsewhere / "private.png")
+    (root / "b" / "inside.png").symlink_to(root / "a" / "1.png")  # a link within the dataset is fine
+    (root / "c").symlink_to(elsewhere, target_is_directory=True)  # a linked folder is never walked
+    with caplog.at_level("WARNING"):
+        pool = load_dataset(f"folder:{root}").pool
+    assert sorted(pool.keys) == ["a/1.png", "b/1.png", "b/inside.png"] and pool.class_names == ["a", "b"]
+    assert "outside" in caplog.text and "a/leak.png" in caplog.text
