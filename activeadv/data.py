@@ -459,8 +459,8 @@ def _folder_pool(root: Path, class_names: Sequence[str] | None, mode: str | None
                 if mode is None:
                     mode = "L" if img.mode in ("1", "L", "I;16", "I", "F") else "RGB"
                     size = img.size
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            log.warning("skipping unreadable image %s: %s", path, exc)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            log.warning("skipping unreadable image %s: %s", path, exc)  # a decompression bomb is skipped too
             continue
         readable.append(key)
     if not readable:

@@ -166,3 +166,14 @@ def test_symlinks_out_of_the_dataset_never_become_items(tmp_path, caplog):
         pool = load_dataset(f"folder:{root}").pool
     assert sorted(pool.keys) == ["a/1.png", "b/1.png", "b/inside.png"] and pool.class_names == ["a", "b"]
     assert "outside" in caplog.text and "a/leak.png" in caplog.text
+
+
+def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path, caplog, monkeypatch):
+    for name, value in (("a/1.png", 10), ("b/1.png", 200)):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(np.full((8, 8), value, dtype=np.uint8)).save(tmp_path / name)
+    Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(tmp_path / "a" / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 = 4096 > 2x the limit: PIL refuses to open it
+    with caplog.at_level("WARNING"):
+        pool = load_dataset(f"folder:{tmp_path}").pool
+    assert sorted(pool.keys) == ["a/1.png", "b/1.png"] and "bomb.png" in caplog.text
