@@ -759,6 +759,12 @@ def clean_token(token: str | None) -> str:
     return token
 
 
+def _reachable(url: str, timeout: float = 5.0) -> None:
+    """Raise the usual one-line "unreachable" error when nothing answers at ``url``."""
+    with _errors(masked_url(url), "reach the server"):
+        httpx.get(url + "/health", timeout=timeout)
+
+
 def connect(url: str, token: str | None, *, timeout: float = 30.0, max_retries: int = 3,
             chunk_size: int = 50) -> LabelStudioClient:
     """A client for ``url`` after checking that the server answers and accepts ``token``.
@@ -768,8 +774,10 @@ def connect(url: str, token: str | None, *, timeout: float = 30.0, max_retries: 
     """
     if not url:
         raise LabelStudioError("no Label Studio URL: pass --label-studio URL or set LABEL_STUDIO_URL")
-    token = clean_token(token)
     url = url.rstrip("/")
+    if not token or not token.strip():
+        _reachable(url)  # a server that is down is the first thing to say, before a missing token
+    token = clean_token(token)
     sdk = LabelStudio(base_url=url, api_key=token, timeout=timeout, max_retries=max_retries)
     client = LabelStudioClient(sdk, masked_url(url), max_retries=max_retries, chunk_size=chunk_size)
     client.whoami()

@@ -86,14 +86,19 @@ def init_command(ctx: click.Context, name: str, dataset: str, classes: str | Non
     from activeadv.store import Store
     from activeadv.training import TrainConfig
 
+    class_names = parse_csv_list(classes) if classes else None
+    data = load_dataset(dataset, class_names=class_names)
+    client = None
+    if ls_url:  # before anything is stored: a server that is down or a bad token leaves no half-made project
+        from activeadv.cli.labelstudio import connect_for
+
+        client = connect_for(ls_url, None)
     url = _url(database_url)
     store = Store(url)
     if store.current() is None and store.is_empty():
         click.echo(f"creating the activeadv schema in {store.display_url}", err=True)
         store.upgrade()
     store.check_schema()
-    class_names = parse_csv_list(classes) if classes else None
-    data = load_dataset(dataset, class_names=class_names)
     explicit = _explicit_train_settings(ctx, train_kwargs)
     existing = {p.name: p for p in store.projects()}.get(name)
     if existing is None:
@@ -115,10 +120,9 @@ def init_command(ctx: click.Context, name: str, dataset: str, classes: str | Non
              for split, r in result.items()]
     click.echo(f"{verb} project '{name}' ({dataset}, {len(data.class_names)} classes): " + ", ".join(parts))
     try:
-        if ls_url:
-            from activeadv.cli.labelstudio import _files_root, connect_for, link_project
+        if client is not None:
+            from activeadv.cli.labelstudio import _files_root, link_project
 
-            client = connect_for(ls_url, project)
             project = link_project(store, project, client, files_root=_files_root(None, client.url), pool=data.pool)
             click.echo(f"linked to Label Studio project {project.ls_project_id} at {client.url}")
     finally:

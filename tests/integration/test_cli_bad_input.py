@@ -48,3 +48,18 @@ def test_a_file_that_is_not_a_database_is_one_line(tmp_path):
     assert result.exit_code == 1 and "not a database" in result.output
     assert isinstance(result.exception, SystemExit)  # handled, not a crash
     assert text.read_text() == "this is not SQLite\n" * 100  # nothing written to it
+
+
+def test_init_with_label_studio_down_says_unreachable_and_stores_nothing(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    monkeypatch.setenv("ACTIVEADV_HOME", str(tmp_path / "home"))  # no local server to borrow a token from
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    db = tmp_path / "p.db"
+    result = CliRunner().invoke(cli, ["init", "demo", "--dataset", "digits", "-q", "--db", f"sqlite:///{db}",
+                                      "--label-studio", f"http://127.0.0.1:{port}"])
+    assert result.exit_code == 1 and "unreachable" in result.output and "token" not in result.output
+    assert not db.exists()  # no project, not even an empty database
