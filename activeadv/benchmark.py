@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from activeadv.progress import bar as progress_bar
 
 from activeadv.acquisition import DFAL, make_strategy, select
 from activeadv.data import Dataset, Pool
@@ -115,8 +115,8 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
         target = 0.95 * reference
     points: list[CurvePoint] = []
     seconds: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    bar = tqdm(total=len(cfg.seeds) * len(cfg.strategies) * rounds, desc="simulate", unit="round",
-               disable=not progress)
+    bar = progress_bar(progress, total=len(cfg.seeds) * len(cfg.strategies) * rounds, desc="simulate",
+                       unit="round")
     for seed in cfg.seeds:
         initial = np.sort(np.random.default_rng(seed).choice(pool.ids, cfg.initial, replace=False))
         for name in cfg.strategies:

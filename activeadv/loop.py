@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from activeadv.progress import bar as progress_bar
 
 from activeadv import acquisition, stopping, training
 from activeadv.data import Dataset, load_dataset
@@ -75,8 +75,8 @@ def register_dataset(store: Store, project: ProjectInfo, data: Dataset, *,
     for split, pool in (("pool", data.pool), ("test", data.test)):
         if pool is None:
             continue
-        hashes = [pool.fingerprint(int(i)) for i in tqdm(pool.ids, desc=f"hash {split}", unit="item",
-                                                          disable=not progress, leave=False)]
+        hashes = [pool.fingerprint(int(i)) for i in progress_bar(progress, pool.ids, desc=f"hash {split}",
+                                                                  unit="item", leave=False)]
         out[split] = store.register_items(project.id, pool.keys, hashes, split)
         log.info("%s: %d items, %d new", split, len(pool), out[split].added)
     return out
@@ -198,7 +198,7 @@ def wait_for_labels(store: Store, project: ProjectInfo, oracle: Oracle, min_new:
         raise ConfigError(f"--poll-seconds must be > 0, got {poll_seconds}")
     start = clock()
     polls = 0
-    with tqdm(total=min_new, desc="labels arrived", unit="label", disable=not progress, leave=False) as bar:
+    with progress_bar(progress, total=min_new, desc="labels arrived", unit="label", leave=False) as bar:
         while True:
             if before_poll is not None:
                 before_poll()

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from activeadv.progress import bar as progress_bar
 
 from activeadv import attacks
 from activeadv.data import Pool
@@ -336,7 +336,7 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(y)
     total = step_count(n, cfg, unlabeled=unlabeled is not None, warm=init_state is not None)
-    bar = tqdm(total=total, desc=f"train ({n} labels)", unit="step", disable=not progress, leave=False)
+    bar = progress_bar(progress, total=total, desc=f"train ({n} labels)", unit="step", leave=False)
     step = 0
     while step < total:
         order = torch.randperm(n, generator=generator).to(device)
@@ -359,7 +359,7 @@ def stream(model: nn.Module, pool: Pool, ids: np.ndarray, batch_size: int, *, de
            progress: bool = False) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """``pool.batches`` moved to the model's device, with an images/s progress bar: every pass over a pool."""
     device = next(model.parameters()).device
-    with tqdm(total=len(ids), desc=desc, unit="img", unit_scale=True, disable=not progress, leave=False) as bar:
+    with progress_bar(progress, total=len(ids), desc=desc, unit="img", unit_scale=True, leave=False) as bar:
         for chunk, x in pool.batches(ids, batch_size):
             yield chunk, x.to(device)
             bar.update(len(chunk))

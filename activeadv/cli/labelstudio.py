@@ -165,9 +165,9 @@ def _linked(project: Any) -> int:
 
 
 def _bar(total: int, desc: str, quiet: bool):
-    from tqdm import tqdm
+    from activeadv.progress import bar as progress_bar
 
-    return tqdm(total=total, desc=desc, unit="item", disable=quiet, leave=False)
+    return progress_bar(not quiet, total=total, desc=desc, unit="item", leave=False)
 
 
 def link_project(store: Any, project: Any, client: Any, *, ls_project_id: int | None = None,
