@@ -64,6 +64,7 @@ _LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 #: an annotation updated later than this after its creation was edited (creation itself differs by microseconds)
 EDIT_GRACE = timedelta(seconds=1)
 _NETWORK_ERRORS = (httpx.TransportError,)
+TASK_PAGE = 100  # tasks per list request
 
 
 # ------------------------------------------------------------------ config XML
@@ -523,10 +524,19 @@ class LabelStudioClient:
     def _tasks(self, project_id: int, items: list[dict[str, Any]] | None = None, *, conjunction: str = "and",
                fields: str = "all", include: str | None = None, what: str = "list tasks") -> list[dict[str, Any]]:
         query = json.dumps({"filters": {"conjunction": conjunction, "items": items}}) if items else None
+        tasks: list[dict[str, Any]] = []
+        page = 1
         with _errors(self.url, what):
-            pager = self.sdk.tasks.list(project=project_id, fields=fields, include=include, query=query,  # type: ignore[arg-type]
-                                        page_size=100, request_options=self._read)
-            return [_as_dict(t) for t in pager]
+            while True:  # page by page up to the server's total: the SDK's pager asked for one page past the
+                # last, which Label Studio answers with a 404 and a traceback in its log, every sync
+                pager = self.sdk.tasks.list(project=project_id, fields=fields, include=include,  # type: ignore[arg-type]
+                                            query=query, page=page, page_size=TASK_PAGE, request_options=self._read)
+                batch = pager.items or []
+                tasks.extend(_as_dict(t) for t in batch)
+                total = getattr(pager.response, "total", None)
+                if len(batch) < TASK_PAGE or (total is not None and len(tasks) >= total):
+                    return tasks
+                page += 1
 
     # -- identity and projects
     def whoami(self) -> tuple[int, str]:

@@ -100,6 +100,25 @@ def test_deleted_project_is_a_one_line_error(client):
         client.pull_annotations(pid, CLASSES)
 
 
+def test_task_listing_stops_at_the_last_page(client, project):
+    """Exactly two full pages: the SDK's pager asked for a third (a 404 and a traceback in the server log)."""
+    client.push_tasks(project, items(range(2 * L.TASK_PAGE)))
+    pages: list[int] = []
+    real = client.sdk.tasks.list
+
+    def counting(*args, **kwargs):
+        pages.append(kwargs.get("page", 1))
+        return real(*args, **kwargs)
+
+    client.sdk.tasks.list = counting  # type: ignore[method-assign]
+    try:
+        tasks = client._tasks(project)
+    finally:
+        client.sdk.tasks.list = real  # type: ignore[method-assign]
+    assert sorted(t["data"]["item_id"] for t in tasks) == list(range(2 * L.TASK_PAGE))
+    assert pages == [1, 2]
+
+
 # --------------------------------------------------------------------- push
 def test_push_creates_tasks_with_item_id_image_and_prediction(client, project):
     created: dict[int, int] = {}
