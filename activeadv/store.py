@@ -209,9 +209,21 @@ class Store:
         """Migrate the schema (Alembic) to ``revision``; a no-op when already there."""
         from alembic import command
 
+        current = self.current()
+        if current is not None and not self.knows(current):
+            raise SchemaError(self._newer(current))
         log.info("upgrading %s to %s", self.display_url, revision)
         with self.engine.begin() as conn:
             command.upgrade(self._alembic_config(conn), revision)
+
+    def knows(self, revision: str) -> bool:
+        """Whether ``revision`` is one of this version's migrations (a newer activeadv wrote it when not)."""
+        from alembic.script import ScriptDirectory
+
+        return revision in {rev.revision for rev in ScriptDirectory.from_config(self._alembic_config()).walk_revisions()}
+
+    def _newer(self, current: str) -> str:
+        return f"database schema revision {current} is newer than this activeadv (head {self.head()}): upgrade activeadv"
 
     def check_schema(self) -> None:
         """Raise ``SchemaError`` unless the database is at the head revision."""
@@ -220,12 +232,8 @@ class Store:
             return
         if current is None:
             raise SchemaError(f"database {self.display_url} has no activeadv schema: {UPGRADE_HINT}")
-        from alembic.script import ScriptDirectory
-
-        known = {rev.revision for rev in ScriptDirectory.from_config(self._alembic_config()).walk_revisions()}
-        if current not in known:
-            raise SchemaError(f"database schema revision {current} is newer than this activeadv "
-                              f"(head {head}): upgrade activeadv")
+        if not self.knows(current):
+            raise SchemaError(self._newer(current))
         raise SchemaError(f"database schema is at revision {current}, this activeadv needs {head}: {UPGRADE_HINT}")
 
     # ---------------------------------------------------------------- projects

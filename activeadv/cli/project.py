@@ -159,7 +159,9 @@ def db_current(database_url: str | None) -> None:
 
     with Store(_url(database_url)) as store:
         current, head = store.current(), store.head()
-        state = "up to date" if current == head else "out of date: run `activeadv db upgrade`"
+        state = ("up to date" if current == head else
+                 "newer than this activeadv: upgrade activeadv" if current and not store.knows(current) else
+                 "out of date: run `activeadv db upgrade`")
         click.echo(f"{store.display_url}: {current or 'empty'} (head {head}, {state})")
 
 

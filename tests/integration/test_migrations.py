@@ -110,3 +110,25 @@ def test_upgrade_from_0001_keeps_rounds_and_models(database_url):
     store.record_model(1, "/ckpt/round-0001.pt", old.metrics, labels_used=40, stop_agreement=0.995)
     assert store.rounds(1)[0].stop_agreement == 0.995
     store.close()
+
+
+def test_a_revision_from_a_newer_activeadv_is_refused_in_one_line_by_upgrade_and_named_by_current(database_url):
+    import pytest
+    from click.testing import CliRunner
+
+    from activeadv.cli import cli
+    from activeadv.errors import SchemaError
+
+    store = Store(database_url)
+    store.upgrade()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaError, match="newer than this activeadv"):
+        store.upgrade()
+    store.close()
+    up = CliRunner().invoke(cli, ["db", "upgrade", "--db", database_url])
+    assert up.exit_code == 1 and "newer than this activeadv" in up.output
+    current = CliRunner().invoke(cli, ["db", "current", "--db", database_url])
+    assert current.exit_code == 0 and "9999" in current.output and "newer than this activeadv" in current.output
+    status = CliRunner().invoke(cli, ["status", "--db", database_url])
+    assert status.exit_code == 1 and "newer than this activeadv" in status.output  # both say the same
