@@ -296,7 +296,8 @@ def settings_of(cfg: SimulationConfig) -> dict[str, Any]:
             "train": cfg.train.to_dict()}
 
 
-def point_log(out_dir: Path, cfg: SimulationConfig, *, resume: bool) -> tuple[list[CurvePoint], Callable[[CurvePoint], None]]:
+def point_log(out_dir: Path, cfg: SimulationConfig, *,
+              resume: bool) -> tuple[list[CurvePoint], Callable[[CurvePoint], None]]:
     """``(points already logged, append)`` for ``out_dir/points.jsonl``.
 
     The first line holds the settings; ``resume`` refuses a log written with

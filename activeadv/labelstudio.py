@@ -529,8 +529,9 @@ class LabelStudioClient:
         with _errors(self.url, what):
             while True:  # page by page up to the server's total: the SDK's pager asked for one page past the
                 # last, which Label Studio answers with a 404 and a traceback in its log, every sync
-                pager = self.sdk.tasks.list(project=project_id, fields=fields, include=include,  # type: ignore[arg-type]
-                                            query=query, page=page, page_size=TASK_PAGE, request_options=self._read)
+                pager = self.sdk.tasks.list(  # type: ignore[arg-type]
+                    project=project_id, fields=fields, include=include, query=query, page=page, page_size=TASK_PAGE,
+                    request_options=self._read)
                 batch = pager.items or []
                 tasks.extend(_as_dict(t) for t in batch)
                 total = getattr(pager.response, "total", None)

@@ -220,10 +220,12 @@ class Store:
         """Whether ``revision`` is one of this version's migrations (a newer activeadv wrote it when not)."""
         from alembic.script import ScriptDirectory
 
-        return revision in {rev.revision for rev in ScriptDirectory.from_config(self._alembic_config()).walk_revisions()}
+        scripts = ScriptDirectory.from_config(self._alembic_config())
+        return revision in {rev.revision for rev in scripts.walk_revisions()}
 
     def _newer(self, current: str) -> str:
-        return f"database schema revision {current} is newer than this activeadv (head {self.head()}): upgrade activeadv"
+        return (f"database schema revision {current} is newer than this activeadv (head {self.head()}): "
+                "upgrade activeadv")
 
     def check_schema(self) -> None:
         """Raise ``SchemaError`` unless the database is at the head revision."""
