@@ -16,6 +16,7 @@ queue for the write lock instead of failing half-way with "database is locked".
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -23,6 +24,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,36 @@ from activeadv.errors import ConfigError, LabelError, LockedError, NotFoundError
 
 log = logging.getLogger(__name__)
 CLOCK_SKEW = timedelta(minutes=5)  # label times further ahead of this machine's clock are clamped to now
+TEXT_LIMIT = 200  # String(200) columns: project name, annotator, external ids
+
+
+def _check_name(name: str) -> None:
+    """A project name every database can store and every terminal can print, or ``ConfigError``."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError("the project name is not valid UTF-8 text") from None
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise ConfigError("the project name holds control characters (NUL, newline, ...)")
+    if len(name) > TEXT_LIMIT:
+        raise ConfigError(f"the project name is longer than {TEXT_LIMIT} characters")
+
+
+def _fit_foreign_text(ann: records.Annotation) -> records.Annotation:
+    """An annotation whose annotator and external id fit their columns on PostgreSQL too.
+
+    They come from other systems (Label Studio, CSV files): NUL characters,
+    which PostgreSQL refuses in text, are dropped; an over-long annotator is
+    cut; an over-long external id is replaced by its SHA-1, so that it still
+    identifies the same annotation when it comes again.
+    """
+    annotator = ann.annotator.replace("\x00", "")[:TEXT_LIMIT] if ann.annotator else ann.annotator
+    external = ann.external_id.replace("\x00", "") if ann.external_id else ann.external_id
+    if external and len(external) > TEXT_LIMIT:
+        external = "sha1:" + hashlib.sha1(external.encode("utf-8", "surrogatepass")).hexdigest()
+    if (annotator, external) == (ann.annotator, ann.external_id):
+        return ann
+    return replace(ann, annotator=annotator, external_id=external)
 
 
 def _migrations_dir() -> Path:
@@ -253,6 +285,7 @@ class Store:
         """A new project; ``ConfigError`` if the name is taken."""
         if not name or not name.strip():
             raise ConfigError("a project needs a name")
+        _check_name(name)
         try:
             with self._session() as s:
                 row = db.Project(name=name, dataset=dataset, class_names=list(class_names),
@@ -425,7 +458,7 @@ class Store:
                 select(db.Label.source, db.Label.external_id)
                 .where(db.Label.project_id == project_id, db.Label.external_id.is_not(None)))}
             batch: set[tuple] = set()
-            for ann in anns:
+            for ann in map(_fit_foreign_text, anns):
                 item_id = int(ann.item_id)
                 reason = ann.rejected
                 if reason is not None:

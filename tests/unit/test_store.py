@@ -230,3 +230,25 @@ def test_a_label_from_the_future_does_not_mask_later_labels(store, project, capl
     store.add_labels(p.id, [Annotation(item, "dog", "annotator", external_id="later")])  # a correction, now
     got_ids, classes = store.labels(p.id)
     assert list(got_ids) == [item] and list(classes) == [1]  # the later label is the current one
+
+
+@pytest.mark.parametrize("name, says", [("bad\udcffname", "UTF-8"), ("two\nlines", "control"),
+                                        ("nul\x00", "control"), ("x" * 201, "longer than 200")])
+def test_project_names_a_database_cannot_hold_are_one_line_errors(store, name, says):
+    from activeadv.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=says):
+        store.create_project(name, "digits", ["a", "b"])
+    assert store.projects() == []
+
+
+def test_foreign_annotator_and_external_ids_fit_the_columns(store, project):
+    """NUL and over-long values from Label Studio or a CSV failed on PostgreSQL (and only there)."""
+    p, ids = project
+    long_id = "ls:" + "9" * 500
+    first = store.add_labels(p.id, [Annotation(int(ids[0]), "cat", "annotator", "a\x00b" + "x" * 300, long_id)])
+    assert first.added == 1
+    (row,) = store.label_rows(p.id)
+    assert row.annotator == ("ab" + "x" * 300)[:200] and row.external_id.startswith("sha1:")
+    again = store.add_labels(p.id, [Annotation(int(ids[0]), "cat", "annotator", "a\x00b", long_id)])
+    assert again.duplicates == 1 and again.added == 0  # the same long id is still the same annotation
