@@ -197,6 +197,19 @@ def read_info(data_dir: Path) -> ServerInfo | None:
         return None
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Say at once that another program holds the port (the server would die minutes into its start)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise LabelStudioError(f"cannot use {host}:{port} ({exc.strerror or exc}): another program holds it; "
+                                   "pick another --port") from None
+
+
 def start(cfg: ServerConfig, *, timeout: float = 180.0) -> ServerInfo:
     """Start Label Studio in the background (own session) and wait until ``/health`` is UP.
 
@@ -219,6 +232,7 @@ def start(cfg: ServerConfig, *, timeout: float = 180.0) -> ServerInfo:
         return info
     if health(cfg.url):
         raise LabelStudioError(f"port {cfg.port} already serves another Label Studio; stop it or pick --port")
+    _check_port_free(cfg.host, cfg.port)
 
     token = server_token(data_dir, cfg.token)
     password = _secret_file(data_dir / "admin-password", cfg.password, 12)

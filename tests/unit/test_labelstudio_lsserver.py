@@ -113,3 +113,19 @@ def test_a_second_token_never_replaces_the_one_the_server_was_created_with(tmp_p
         lsserver.server_token(data, "abc")
     assert lsserver.read_token(data) == "first-token-123"  # the short one was never written
     assert lsserver.server_token(data, None) == "first-token-123"
+
+
+def test_a_port_held_by_another_program_is_refused_at_once(tmp_path):
+    import socket
+
+    exe = lsserver.label_studio_bin(tmp_path / "home")
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\nexit 1\n")  # never reached: the port check comes first
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = lsserver.ServerConfig(data_dir=tmp_path / "data", home=tmp_path / "home", port=port)
+        with pytest.raises(LabelStudioError, match=f"127.0.0.1:{port}.*another program holds it"):
+            lsserver.start(cfg, timeout=5)
+    assert not (tmp_path / "data" / "server.pid").exists()  # nothing was started
