@@ -98,7 +98,26 @@ def test_push_without_url_is_a_one_line_error(tmp_path, monkeypatch):
     result = runner.invoke(cli, ["labelstudio", "link"])
     assert result.exit_code == 1 and "no Label Studio URL" in result.output
     result = runner.invoke(cli, ["labelstudio", "link", "--url", "http://127.0.0.1:1"])
-    assert result.exit_code == 1 and "LABEL_STUDIO_API_KEY" in result.output
+    assert result.exit_code == 1 and "unreachable" in result.output  # a down server is said first
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Up(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"status": "UP"}')
+
+        def log_message(self, *args):
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Up) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            result = runner.invoke(cli, ["labelstudio", "link", "--url", f"http://127.0.0.1:{server.server_port}"])
+        finally:
+            server.shutdown()
+    assert result.exit_code == 1 and "LABEL_STUDIO_API_KEY" in result.output  # reachable: then the token
     assert os.environ.get("LABEL_STUDIO_API_KEY") is None
 
 
