@@ -837,8 +837,8 @@ class Store:
                 if not (force or dead or age > stale_after):
                     since = _from_db_time(held.acquired_at).isoformat(timespec="seconds")  # type: ignore[union-attr]
                     raise LockedError(
-                        f"a round is already running on this project (pid {held.pid} on {held.host}, since {since}); "
-                        "wait for it, or use --force-unlock if that process is gone")
+                        f"a round, push or sync is already running on this project (pid {held.pid} on {held.host}, "
+                        f"since {since}); wait for it, or use --force-unlock if that process is gone")
                 why = "forced" if force else "holder process is gone" if dead else f"no heartbeat for {age:.0f}s"
                 log.warning("taking over the lock of pid %s on %s (%s)", held.pid, held.host, why)
                 s.execute(delete(db.Lock).where(db.Lock.project_id == project_id, db.Lock.owner == held.owner))

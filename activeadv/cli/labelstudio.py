@@ -10,7 +10,8 @@ environment (``LABEL_STUDIO_API_KEY``) or, for a server started by
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -340,6 +341,15 @@ def _requested(store: Any, project_id: int) -> list[tuple[int, int, int, int | N
     return rows
 
 
+@contextmanager
+def _project_lock(store: Any, project_name: str | None) -> Iterator[Any]:
+    """The project, under the lock a round holds: two pushes at once created every task twice (both saw no
+    task for an item, both imported it), and a push beside a round's own push did the same."""
+    project = store.get_project(project_name)
+    with store.lock(project.id):
+        yield store.get_project(project_name)  # read again under the lock: the link may have changed
+
+
 @click.command("push")
 @project_option
 @click.option("--top", "top_k", type=COUNT, default=None,
@@ -365,8 +375,7 @@ def push_command(project_name: str | None, top_k: int | None, ls_url: str | None
 
     if top_k is not None and top_k < 1:
         raise ConfigError("--top must be >= 1")
-    with _open(database_url) as store:
-        project = store.get_project(project_name)
+    with _open(database_url) as store, _project_lock(store, project_name) as project:
         ls_pid = _linked(project)
         client = connect_for(ls_url, project)
         root = _files_root(files_root, client.url)
@@ -429,8 +438,7 @@ def sync_command(project_name: str | None, ls_url: str | None, database_url: str
 
     Example: activeadv sync
     """
-    with _open(database_url) as store:
-        project = store.get_project(project_name)
+    with _open(database_url) as store, _project_lock(store, project_name) as project:
         ls_pid = _linked(project)
         client = connect_for(ls_url, project)
         result = client.pull_annotations(ls_pid, project.class_names, project.ls_last_sync)

@@ -144,3 +144,29 @@ def test_image_folder_is_served_from_disk(cli_env):
             assert resp.status_code == 200 and resp.content[:4] == b"\x89PNG"
     finally:
         client.sdk.projects.delete(ls_pid)
+
+
+def test_two_pushes_at_once_never_double_a_task(cli_env):
+    """Before pushes took the project lock, two at once created every task twice (600 tasks for 300 items)."""
+    import subprocess
+    import sys
+
+    from activeadv.store import Store
+
+    run("init", "demo", "--dataset", "digits", "-q")
+    run("round", "--query-size", "60", "--initial", "60", "-q")  # 60 requested items
+    run("labelstudio", "link")
+    with Store.open(os.environ["ACTIVEADV_DATABASE_URL"]) as store:
+        ls_pid = store.get_project().ls_project_id
+    client = L.connect(URL, TOKEN)  # type: ignore[arg-type]
+    try:
+        cmd = [sys.executable, "-m", "activeadv", "push", "-q"]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+        for code, out, err in outs:  # each either pushed or was told, in one line, that the other one runs
+            assert code == 0 or (code == 1 and "already running" in err), (code, out, err)
+        run("push", "-q")  # finishes whatever a refused one left
+        ids = [t["data"]["item_id"] for t in (L._as_dict(t) for t in client.sdk.tasks.list(project=ls_pid))]
+        assert len(ids) == 60 and len(set(ids)) == 60
+    finally:
+        client.sdk.projects.delete(ls_pid)

@@ -210,7 +210,7 @@ def test_second_round_is_refused_while_one_runs_and_a_killed_one_resumes(project
                 assert time.monotonic() < deadline, "round did not start"
                 time.sleep(0.2)
         code, out, err = run_cli(tmp_path, url, "round", "--oracle", "simulated", "-q")
-        assert code == 1 and "a round is already running" in err and "--force-unlock" in err
+        assert code == 1 and "is already running on this project" in err and "--force-unlock" in err
         assert len(err.strip().splitlines()) == 1
     finally:
         runner.send_signal(signal.SIGKILL)
