@@ -1,0 +1,49 @@
+"""Train once per configuration on the same random labeled set and print test accuracy: the probes behind the
+training defaults in docs/results.md ("Learning from the unlabeled pool").
+
+    python scripts/train_probe.py --labels 100 --threads 1 \
+        '{"unlabeled": "none"}' '{"unlabeled": "vat"}' '{"unlabeled": "pseudo-fgsm"}' '{"unlabeled": "vat", "vat_epsilon": 4.0}'
+
+Each argument is a JSON object of TrainConfig fields over the defaults (device cpu, seed 1); the labeled set
+is ``--labels`` random pool items (seed 0), and every other pool item is the unlabeled pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from activeadv.data import load_dataset
+from activeadv.training import TrainConfig, evaluate, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("configs", nargs="+", help="JSON objects of TrainConfig overrides")
+    parser.add_argument("--dataset", default="idx:../shared/data/mnist")
+    parser.add_argument("--labels", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_dataset(args.dataset)
+    pool, test = data.pool, data.test
+    ids = np.sort(np.random.default_rng(0).choice(pool.ids, args.labels, replace=False))
+    unlabeled = np.setdiff1d(pool.ids, ids)
+    for text in args.configs:
+        overrides = json.loads(text)
+        cfg = replace(TrainConfig(device="cpu", seed=1, eval_adv_max=500), **overrides)
+        start = time.perf_counter()
+        model = train(pool, ids, pool.targets(ids), cfg, unlabeled_ids=unlabeled)
+        seconds = time.perf_counter() - start
+        metrics = evaluate(model, test, cfg)
+        print(json.dumps({"config": overrides, "labels": args.labels, "accuracy": round(metrics.accuracy, 4),
+                          "fgsm_accuracy": metrics.fgsm_accuracy, "train_seconds": round(seconds, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
