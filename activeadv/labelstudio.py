@@ -219,6 +219,8 @@ class SyncResult:
     disagreements: list[Disagreement] = field(default_factory=list)
     cursor: datetime | None = None
     tasks_seen: int = 0
+    # item id -> the Label Studio annotation ids its task has now, for every task that changed (deletions too)
+    present: dict[int, frozenset[str]] = field(default_factory=dict)
 
     @property
     def skipped(self) -> list[int]:
@@ -235,7 +237,9 @@ class SyncResult:
         refused = [Annotation(r.item_id, r.label, "annotator", r.annotator, r.external_id, r.updated_at,
                               rejected=r.reason)
                    for r in self.rejects if r.item_id is not None]
-        return [*self.annotations, *refused]
+        # what each changed task still has: a label whose annotation was deleted in Label Studio is retracted
+        snapshots = [Annotation(item_id, None, "annotator", present=ids) for item_id, ids in self.present.items()]
+        return [*snapshots, *self.annotations, *refused]
 
 
 # -------------------------------------------------------------------- parsing
@@ -419,9 +423,18 @@ def parse_tasks(tasks: Iterable[dict[str, Any]], class_names: Sequence[str], sin
     for task in tasks:
         votes, rejects, updated = parse_task(task, class_names, users)
         stamps = [t for t in updated.values() if t is not None]
-        if not updated:
-            continue
+        task_changed = parse_time(task.get("updated_at"))  # Label Studio bumps it when an annotation is deleted
+        if since is not None and task_changed is not None and task_changed > since:
+            stamps.append(task_changed)
         if since is not None and not any(t > since for t in stamps):
+            continue
+        item_id = task_item_id(task)
+        if item_id is not None:
+            result.present[item_id] = frozenset(str(raw["id"]) for raw in task.get("annotations") or []
+                                                if isinstance(raw, dict) and raw.get("id") is not None)
+        if not updated:  # no annotation (any more): nothing to resolve; the snapshot retracts a deleted one's label
+            if stamps:
+                cursor = max(stamps) if cursor is None else max(cursor, *stamps)
             continue
         seen += 1
         if stamps:
@@ -434,7 +447,8 @@ def parse_tasks(tasks: Iterable[dict[str, Any]], class_names: Sequence[str], sin
             result.annotations.append(label)
         if disagreement is not None:
             result.disagreements.append(disagreement)
-    return SyncResult(result.annotations, result.votes, result.rejects, result.disagreements, cursor, seen)
+    return SyncResult(result.annotations, result.votes, result.rejects, result.disagreements, cursor, seen,
+                      result.present)
 
 
 def task_payload(item: PushItem, model_version: str | int | None) -> dict[str, Any]:

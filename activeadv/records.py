@@ -50,6 +50,9 @@ class Annotation:
     created_at: datetime | None = None
     skipped: bool = False
     rejected: str | None = None  # why the source already refused it (e.g. no choice): stored as a reject, never a label
+    # A snapshot instead of a label: the ids of this source's annotations that still exist for the item
+    # (Label Studio annotation ids); a current label of the source whose id is not among them is retracted.
+    present: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class LabelCounts:
     superseded: int = 0  # older labels replaced by a newer one
     skipped: int = 0  # annotators skipped the task
     rejected: int = 0  # unknown item or label, kept in label_rejects
+    retracted: int = 0  # current labels whose annotation was deleted at the source (superseded, not deleted)
 
 
 @dataclass(frozen=True)

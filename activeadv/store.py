@@ -416,9 +416,13 @@ class Store:
         old row stays, with ``superseded_at`` set); pending selections of the
         item become ``labeled`` (or ``skipped`` for a skipped task).  Unknown
         items or labels go to ``label_rejects``, or with ``strict`` raise
-        ``LabelError`` and store nothing at all.
+        ``LabelError`` and store nothing at all.  An annotation with
+        ``present`` set is a snapshot of a source: the item's current label
+        from that source is retracted when its annotation is no longer there.
         """
-        anns = sorted(annotations, key=lambda a: _to_db_time(a.created_at) if a.created_at else datetime.max)
+        # snapshots (what still exists at a source) first, so that a retraction never hides a label of this batch
+        anns = sorted(annotations, key=lambda a: (a.present is None,
+                                                  _to_db_time(a.created_at) if a.created_at else datetime.max))
         for attempt in range(3):
             try:
                 return self._add_labels_once(project_id, anns, strict)
@@ -432,7 +436,7 @@ class Store:
 
     def _add_labels_once(self, project_id: int, anns: list[records.Annotation],
                          strict: bool) -> records.LabelCounts:
-        counts = dict(added=0, duplicates=0, superseded=0, skipped=0, rejected=0)
+        counts = dict(added=0, duplicates=0, superseded=0, skipped=0, rejected=0, retracted=0)
         problems: list[str] = []
         now = db.utcnow()
         with self._session() as s:
@@ -460,6 +464,10 @@ class Store:
             batch: set[tuple] = set()
             for ann in map(_fit_foreign_text, anns):
                 item_id = int(ann.item_id)
+                if ann.present is not None:  # a snapshot of what still exists at the source
+                    if item_id in known:
+                        counts["retracted"] += self._retract_missing(s, current, item_id, ann, now)
+                    continue
                 reason = ann.rejected
                 if reason is not None:
                     pass  # refused where it came from (e.g. an annotation with no choice)
@@ -518,6 +526,25 @@ class Store:
                 more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
                 raise LabelError(f"{problems[0]}{more}; nothing was stored")
         return records.LabelCounts(**counts)
+
+    @staticmethod
+    def _retract_missing(s: Session, current: dict[int, db.Label], item_id: int, snapshot: records.Annotation,
+                         now: datetime) -> int:
+        """Supersede the item's current label when its annotation is gone from the source (deleted in Label
+        Studio); the item's answered requests are open again, as its task is.  Returns 1 when it did."""
+        label = current.get(item_id)
+        if label is None or label.source != snapshot.source or label.external_id is None:
+            return 0
+        if label.external_id.split("@", 1)[0] in (snapshot.present or frozenset()):  # "ID@time": an edit of ID
+            return 0
+        label.superseded_at = now
+        del current[item_id]
+        for sel in s.scalars(select(db.Selection).where(db.Selection.item_id == item_id,
+                                                        db.Selection.state == "labeled")):
+            sel.state = "requested"
+        log.warning("label of item %d retracted: its annotation %s was deleted in the source", item_id,
+                    label.external_id)
+        return 1
 
     @staticmethod
     def _reject(s: Session, project_id: int, ann: records.Annotation, reason: str, known: set[int]) -> int:

@@ -450,7 +450,7 @@ def sync_command(project_name: str | None, ls_url: str | None, database_url: str
         if result.cursor is not None:
             store.set_sync_cursor(project.id, result.cursor)
     payload = {"labels": counts.added, "duplicates": counts.duplicates, "superseded": counts.superseded,
-               "skipped": counts.skipped, "rejected": [r.__dict__ for r in result.rejects],
+               "retracted": counts.retracted, "skipped": counts.skipped, "rejected": [r.__dict__ for r in result.rejects],
                "ties": result.ties,
                "disagreements": [d.__dict__ for d in result.disagreements],
                "cursor": result.cursor}
@@ -458,7 +458,8 @@ def sync_command(project_name: str | None, ls_url: str | None, database_url: str
         echo_json(payload)
         return
     click.echo(f"synced {counts.added} new label(s) ({counts.duplicates} already stored, {counts.superseded} "
-               f"corrected), {counts.skipped} skipped, {len(result.rejects)} refused, {len(result.ties)} tie(s)")
+               f"corrected, {counts.retracted} retracted: deleted in Label Studio), {counts.skipped} skipped, "
+               f"{len(result.rejects)} refused, {len(result.ties)} tie(s)")
     for r in result.rejects:
         click.echo(f"  refused: item {r.item_id} label {r.label!r} by {r.annotator}: {r.reason}")
     for d in result.disagreements:

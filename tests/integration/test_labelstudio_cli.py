@@ -55,6 +55,22 @@ def test_link_push_annotate_sync_round_trip(cli_env):
         with Store.open(os.environ["ACTIVEADV_DATABASE_URL"]) as store:
             status = store.status(store.get_project().id)
         assert (status.labeled, status.pending, status.rejected) == (5, 1, 1)
+
+        # an annotation deleted in Label Studio after the sync: its label is retracted, its request open again
+        annotated = [t for t in (L._as_dict(t) for t in client.sdk.tasks.list(project=ls_pid, fields="all"))
+                     if any(a.get("result") and a["result"][0]["value"]["choices"][0] != "not-a-digit"
+                            for a in t["annotations"])]
+        gone = annotated[0]
+        client.sdk.annotations.delete(gone["annotations"][0]["id"])
+        out = run("sync", "-q").output
+        assert "1 retracted" in out, out
+        with Store.open(os.environ["ACTIVEADV_DATABASE_URL"]) as store:
+            project = store.get_project()
+            status = store.status(project.id)
+            ids, _ = store.labels(project.id)
+            history = store.label_rows(project.id, history=True)
+        assert (status.labeled, status.pending) == (4, 2) and gone["data"]["item_id"] not in ids
+        assert len(history) == 5  # superseded, never deleted
     finally:
         client.sdk.projects.delete(ls_pid)
 

@@ -364,3 +364,15 @@ def test_every_refused_annotation_of_a_known_item_goes_to_the_store_with_its_rea
     assert set(stored) == {7, 8, 9}  # the task without an item id cannot be stored against an item
     assert "no choice" in stored[7].rejected and stored[7].label is None and not stored[7].skipped
     assert "several choices" in stored[8].rejected and "not one of" in stored[9].rejected
+
+
+def test_a_task_whose_annotations_were_deleted_yields_a_snapshot():
+    """Label Studio bumps a task's updated_at when an annotation is deleted: the sync sees the task again."""
+    since = T0 + timedelta(seconds=10)
+    emptied = {**task(10, 7), "updated_at": ts(20)}
+    untouched = {**task(11, 8, ann(101, "cat", at=1)), "updated_at": ts(1)}
+    res = L.parse_tasks([emptied, untouched], CLASSES, since)
+    assert res.present == {7: frozenset()} and res.annotations == []
+    assert res.cursor == T0 + timedelta(seconds=20)
+    (snapshot,) = res.for_store()
+    assert (snapshot.item_id, snapshot.label, snapshot.present) == (7, None, frozenset())

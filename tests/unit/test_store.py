@@ -252,3 +252,26 @@ def test_foreign_annotator_and_external_ids_fit_the_columns(store, project):
     assert row.annotator == ("ab" + "x" * 300)[:200] and row.external_id.startswith("sha1:")
     again = store.add_labels(p.id, [Annotation(int(ids[0]), "cat", "annotator", "a\x00b", long_id)])
     assert again.duplicates == 1 and again.added == 0  # the same long id is still the same annotation
+
+
+def test_a_label_whose_annotation_was_deleted_at_the_source_is_retracted_not_deleted(store, project):
+    p, ids = project
+    a, b = int(ids[0]), int(ids[1])
+    rnd = store.start_round(p.id, "random", 2)
+    store.add_selection(rnd.id, Selection(np.array([a, b]), np.zeros(2), "random"))
+    store.add_labels(p.id, [Annotation(a, "cat", "annotator", "x", "36"), Annotation(b, "dog", "annotator", "x", "40")])
+    assert store.status(p.id).pending == 0
+    # a's annotation 36 was deleted in Label Studio; b's 40 was edited (a new version "40@...") and still exists
+    counts = store.add_labels(p.id, [Annotation(a, None, "annotator", present=frozenset()),
+                                     Annotation(b, None, "annotator", present=frozenset({"40"}))])
+    assert counts.retracted == 1 and counts.added == 0
+    got, _ = store.labels(p.id)
+    assert list(got) == [b]
+    history = store.label_rows(p.id, history=True)
+    assert any(r.key == "img/0.png" and not r.current for r in history)  # superseded, never deleted
+    assert [len(sel) for _, sel in store.pending(p.id)] == [1]  # a's request is open again, as its task is
+    # a second annotator's remaining answer becomes the label in the same sync (snapshots go first)
+    counts = store.add_labels(p.id, [Annotation(b, "cat", "annotator", "y", "41"),
+                                     Annotation(b, None, "annotator", present=frozenset({"41"}))])
+    assert counts.retracted == 1 and counts.added == 1
+    assert list(store.labels(p.id)[1]) == [0]  # b is now "cat"
