@@ -38,5 +38,9 @@ class LabelStudioError(ActiveAdvError):
     """Label Studio is unreachable, refuses the token, or lost a project/task; the message never holds the token."""
 
 
+class LabelStudioNotFoundError(LabelStudioError):
+    """Label Studio answered 404: the project or task was deleted there."""
+
+
 class WaitTimeoutError(ActiveAdvError):
     """Fewer labels than asked for arrived before the timeout; every label that did arrive is stored."""

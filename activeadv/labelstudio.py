@@ -49,7 +49,7 @@ import numpy as np
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from activeadv.errors import LabelStudioError
+from activeadv.errors import LabelStudioError, LabelStudioNotFoundError
 from activeadv.records import Annotation, Disagreement, RejectedAnnotation, Selection
 
 log = logging.getLogger(__name__)
@@ -424,7 +424,7 @@ def parse_tasks(tasks: Iterable[dict[str, Any]], class_names: Sequence[str], sin
         votes, rejects, updated = parse_task(task, class_names, users)
         stamps = [t for t in updated.values() if t is not None]
         task_changed = parse_time(task.get("updated_at"))  # Label Studio bumps it when an annotation is deleted
-        if since is not None and task_changed is not None and task_changed > since:
+        if task_changed is not None and (updated or since is not None):  # (it also moves on every annotation)
             stamps.append(task_changed)
         if since is not None and not any(t > since for t in stamps):
             continue
@@ -491,7 +491,7 @@ def _errors(url: str, what: str) -> Iterator[None]:
             raise LabelStudioError(f"Label Studio at {url} refused the API token ({code}) while trying to {what}; "
                                    "check LABEL_STUDIO_API_KEY") from None
         if code == 404:
-            raise LabelStudioError(f"Label Studio at {url}: not found (404) while trying to {what}; "
+            raise LabelStudioNotFoundError(f"Label Studio at {url}: not found (404) while trying to {what}; "
                                    "was it deleted in Label Studio?") from None
         detail = _detail(exc)
         raise LabelStudioError(f"Label Studio at {url} answered {code} while trying to {what}"

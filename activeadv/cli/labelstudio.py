@@ -180,15 +180,25 @@ def link_project(store: Any, project: Any, client: Any, *, ls_project_id: int | 
     image-folder datasets under ``files_root`` a Local Files storage over the
     folder is added so that annotators see the images.
     """
-    if ls_project_id is None and project.ls_project_id is not None and \
-            (project.ls_url or "").rstrip("/") == client.url.rstrip("/"):
-        ls_project_id = project.ls_project_id  # already linked: check it still exists and matches
-    pid = client.ensure_project(f"activeadv {project.name}", list(project.class_names), ls_project_id)
+    from activeadv.errors import LabelStudioNotFoundError
     from activeadv.labelstudio import served_from_disk
 
+    title, classes = f"activeadv {project.name}", list(project.class_names)
+    relinked: dict[str, Any] = {}
+    if ls_project_id is not None:  # asked for by id: it must exist
+        pid = client.ensure_project(title, classes, ls_project_id)
+    elif project.ls_project_id is not None and (project.ls_url or "").rstrip("/") == client.url.rstrip("/"):
+        try:  # already linked: check it still exists and matches
+            pid = client.ensure_project(title, classes, project.ls_project_id)
+        except LabelStudioNotFoundError:  # deleted in Label Studio: a new project, synced from scratch
+            log.warning("Label Studio project %d is gone: creating a new one", project.ls_project_id)
+            pid = client.ensure_project(title, classes, None)
+            relinked = {"ls_last_sync": None}
+    else:
+        pid = client.ensure_project(title, classes, None)
     if served_from_disk(pool, files_root):
         client.ensure_local_storage(pid, pool.root)
-    return store.update_project(project.id, ls_url=client.url, ls_project_id=pid)
+    return store.update_project(project.id, ls_url=client.url, ls_project_id=pid, **relinked)
 
 
 def store_oracle(store: Any, project: Any, pool: Any, client: Any, *, files_root: Path | None = None,
@@ -310,13 +320,17 @@ def link_command(project_name: str | None, ls_url: str | None, ls_project: int |
 
     Example: activeadv labelstudio link -p digits-demo --url http://127.0.0.1:8080
     """
-    with _open(database_url) as store:
-        project = store.get_project(project_name)
-        client = connect_for(ls_url, project if ls_url is None else None)
+    with _open(database_url) as store, _project_lock(store, project_name) as before:
+        client = connect_for(ls_url, before if ls_url is None else None)
         root = _files_root(files_root, client.url)
-        pool = _pool(store, project) if root is not None else None
-        project = link_project(store, project, client, ls_project_id=ls_project, files_root=root, pool=pool)
-    click.echo(f"project '{project.name}' linked to Label Studio project {project.ls_project_id} at {client.url}")
+        pool = _pool(store, before) if root is not None else None
+        project = link_project(store, before, client, ls_project_id=ls_project, files_root=root, pool=pool)
+        created = 0
+        if before.ls_project_id is not None and project.ls_project_id != before.ls_project_id:
+            # a new Label Studio project: the open requests have no task there yet
+            created, _, _ = push_requested(store, project, client, root)
+    click.echo(f"project '{project.name}' linked to Label Studio project {project.ls_project_id} at {client.url}"
+               + (f"; {created} open request(s) sent again" if created else ""))
 
 
 def _pool(store: Any, project: Any) -> Any:
@@ -371,46 +385,56 @@ def push_command(project_name: str | None, top_k: int | None, ls_url: str | None
 
     Example: activeadv push --top 20
     """
+    with _open(database_url) as store, _project_lock(store, project_name) as project:
+        _linked(project)
+        client = connect_for(ls_url, project)
+        created, existing, requested = push_requested(store, project, client, _files_root(files_root, client.url),
+                                                      top_k=top_k, quiet=quiet)
+    _report_push(as_json, created, existing, requested, client.url, _linked(project))
+
+
+def push_requested(store: Any, project: Any, client: Any, root: Path | None, *, top_k: int | None = None,
+                   quiet: bool = True) -> tuple[int, int, int]:
+    """Send the project's requested items as tasks (those without one first limited to ``top_k``).
+
+    Returns ``(created, already_there, requested)``.  Items whose task exists
+    are found by item id and never doubled; a task deleted in Label Studio is
+    sent again.  The caller holds the project lock.
+    """
     from activeadv.labelstudio import PushItem, pool_image_refs, served_from_disk
 
-    if top_k is not None and top_k < 1:
-        raise ConfigError("--top must be >= 1")
-    with _open(database_url) as store, _project_lock(store, project_name) as project:
-        ls_pid = _linked(project)
-        client = connect_for(ls_url, project)
-        root = _files_root(files_root, client.url)
-        rows = _requested(store, project.id)
-        with_task = [r for r in rows if r[5] is not None]
-        without = [r for r in rows if r[5] is None]
-        if top_k is not None:
-            without = without[:top_k]
-        chosen = with_task + without
-        if not chosen:
-            _report_push(as_json, 0, 0, len(rows), client.url, ls_pid)
-            return
-        pool = _pool(store, project)
-        if served_from_disk(pool, root):
-            client.ensure_local_storage(ls_pid, pool.root)
-        ids = [r[2] for r in chosen]
-        images = pool_image_refs(pool, ids, files_root=root)
-        names = list(project.class_names)
-        by_round: dict[int, list] = {}
-        for rid, number, item_id, predicted, score, task in chosen:
-            by_round.setdefault(rid, []).append((number, item_id, predicted, score, task))
-        created = 0
-        with _bar(len(chosen), "push", quiet) as bar:
-            for rid, entries in by_round.items():
-                items = [PushItem(item_id, images[item_id],
-                                  names[p] if p is not None and 0 <= p < len(names) else None, score)
-                         for _, item_id, p, score, _ in entries]
-                known = {item_id: task for _, item_id, _, _, task in entries if task is not None}
+    ls_pid = _linked(project)
+    rows = _requested(store, project.id)
+    with_task = [r for r in rows if r[5] is not None]
+    without = [r for r in rows if r[5] is None]
+    if top_k is not None:
+        without = without[:top_k]
+    chosen = with_task + without
+    if not chosen:
+        return 0, 0, len(rows)
+    pool = _pool(store, project)
+    if served_from_disk(pool, root):
+        client.ensure_local_storage(ls_pid, pool.root)
+    ids = [r[2] for r in chosen]
+    images = pool_image_refs(pool, ids, files_root=root)
+    names = list(project.class_names)
+    by_round: dict[int, list] = {}
+    for rid, number, item_id, predicted, score, task in chosen:
+        by_round.setdefault(rid, []).append((number, item_id, predicted, score, task))
+    created = 0
+    with _bar(len(chosen), "push", quiet) as bar:
+        for rid, entries in by_round.items():
+            items = [PushItem(item_id, images[item_id],
+                              names[p] if p is not None and 0 <= p < len(names) else None, score)
+                     for _, item_id, p, score, _ in entries]
+            known = {item_id: task for _, item_id, _, _, task in entries if task is not None}
 
-                def save(new: dict[int, int], rid: int = rid) -> None:
-                    store.set_task_ids(rid, new)
+            def save(new: dict[int, int], rid: int = rid) -> None:
+                store.set_task_ids(rid, new)
 
-                created += len(client.push_tasks(ls_pid, items, model_version=entries[0][0], known=known, on_created=save,
-                                  progress=bar.update).created)
-    _report_push(as_json, created, len(chosen) - created, len(rows), client.url, ls_pid)
+            created += len(client.push_tasks(ls_pid, items, model_version=entries[0][0], known=known,
+                                             on_created=save, progress=bar.update).created)
+    return created, len(chosen) - created, len(rows)
 
 
 def _report_push(as_json: bool, created: int, existing: int, requested: int, url: str, ls_pid: int) -> None:

@@ -186,3 +186,30 @@ def test_two_pushes_at_once_never_double_a_task(cli_env):
         assert len(ids) == 60 and len(set(ids)) == 60
     finally:
         client.sdk.projects.delete(ls_pid)
+
+
+def test_relinking_after_the_label_studio_project_was_deleted_makes_a_new_one_and_resends(cli_env):
+    """The documented fix (`labelstudio link`) failed with 404 on the old project id."""
+    from activeadv.store import Store
+
+    run("init", "demo", "--dataset", "digits", "-q")
+    run("round", "--query-size", "5", "--initial", "5", "-q")
+    run("labelstudio", "link")
+    run("push", "-q")
+    client = L.connect(URL, TOKEN)  # type: ignore[arg-type]
+    url = os.environ["ACTIVEADV_DATABASE_URL"]
+    with Store.open(url) as store:
+        old = store.get_project().ls_project_id
+    client.sdk.projects.delete(old)
+    out = run("labelstudio", "link").output
+    with Store.open(url) as store:
+        new = store.get_project().ls_project_id
+    try:
+        assert new != old and "5 open request(s) sent again" in out
+        ids = sorted(t["data"]["item_id"] for t in (L._as_dict(t) for t in client.sdk.tasks.list(project=new)))
+        with Store.open(url) as store:
+            pending = sorted(int(i) for _, sel in store.pending(store.get_project().id) for i in sel.item_ids)
+        assert ids == pending and len(ids) == 5
+        assert "pushed 0 new task(s)" in run("push", "-q").output  # nothing doubled afterwards
+    finally:
+        client.sdk.projects.delete(new)

@@ -243,7 +243,9 @@ def test_oracle_round_trip(client, project):
     oracle.request(sel, round_id=1)  # a retried request doubles nothing
     assert client.project_counts(project)["tasks"] == 4
     client.annotate_open_tasks(project, lambda item: "two")
-    assert sorted(a.item_id for a in oracle.collect()) == [0, 1, 2, 3]
+    collected = oracle.collect()
+    assert sorted(a.item_id for a in collected if a.present is None) == [0, 1, 2, 3]  # the labels
+    assert {a.item_id: len(a.present) for a in collected if a.present is not None} == {0: 1, 1: 1, 2: 1, 3: 1}
     assert oracle.collect() == []
 
 
