@@ -91,12 +91,14 @@ def held_out_split(dataset: Dataset, fraction: float = 0.2, seed: int = 0) -> tu
 
 
 def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
-             on_point: Callable[[CurvePoint], None] | None = None,
-             done: Sequence[CurvePoint] = ()) -> SimulationResult:
+             on_point: Callable[[CurvePoint, dict[str, float]], None] | None = None,
+             done: Sequence[tuple[CurvePoint, dict[str, float]]] = ()) -> SimulationResult:
     """Run every strategy on every seed; returns all curve points and the target accuracy.
 
-    ``done``: points of an earlier, interrupted run with the same settings;
-    each (strategy, seed) curve complete there is taken as it is, not rerun.
+    ``done``: ``(point, {phase: seconds})`` of an earlier, interrupted run with
+    the same settings; each (strategy, seed) curve complete there is taken as
+    it is (timings included), not rerun.  ``on_point`` gets each new point
+    with its phase timings as it arrives.
     """
     pool, test = held_out_split(dataset)
     if not pool.has_targets:
@@ -104,7 +106,8 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
     if cfg.budget > len(pool):
         raise ConfigError(f"--budget {cfg.budget} is larger than the pool ({len(pool)} items)")
     rounds = 1 + math.ceil((cfg.budget - cfg.initial) / cfg.query_size)
-    finished = _complete_curves(done, rounds)
+    finished = _complete_curves([p for p, _ in done], rounds)
+    earlier = {(p.strategy, p.seed, p.round): phases for p, phases in done}
     reference = None
     target = cfg.target_accuracy
     if target is None:
@@ -122,6 +125,9 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
         for name in cfg.strategies:
             if (name, seed) in finished:
                 points.extend(finished[(name, seed)])
+                for p in finished[(name, seed)]:
+                    for phase, sec in earlier.get((p.strategy, p.seed, p.round), {}).items():
+                        seconds[name][phase].append(sec)
                 bar.update(rounds)
                 continue
             for point, phases in _run_curve(pool, test, name, seed, initial, cfg, rounds):
@@ -129,7 +135,7 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
                 for phase, sec in phases.items():
                     seconds[name][phase].append(sec)
                 if on_point:
-                    on_point(point)
+                    on_point(point, phases)
                 bar.set_postfix(strategy=name, seed=seed, labels=point.labels, acc=f"{point.accuracy:.3f}")
                 bar.update(1)
     bar.close()
@@ -296,8 +302,8 @@ def settings_of(cfg: SimulationConfig) -> dict[str, Any]:
             "train": cfg.train.to_dict()}
 
 
-def point_log(out_dir: Path, cfg: SimulationConfig, *,
-              resume: bool) -> tuple[list[CurvePoint], Callable[[CurvePoint], None]]:
+def point_log(out_dir: Path, cfg: SimulationConfig, *, resume: bool
+              ) -> tuple[list[tuple[CurvePoint, dict[str, float]]], Callable[[CurvePoint, dict[str, float]], None]]:
     """``(points already logged, append)`` for ``out_dir/points.jsonl``.
 
     The first line holds the settings; ``resume`` refuses a log written with
@@ -307,7 +313,7 @@ def point_log(out_dir: Path, cfg: SimulationConfig, *,
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / POINTS_FILE
     settings = json.loads(json.dumps(settings_of(cfg)))
-    done: list[CurvePoint] = []
+    done: list[tuple[CurvePoint, dict[str, float]]] = []
     if resume and path.exists():
         lines = path.read_text().splitlines()
         try:
@@ -317,15 +323,17 @@ def point_log(out_dir: Path, cfg: SimulationConfig, *,
                                   "(or a new --out)")
             for line in lines[1:]:
                 if line.strip():
-                    done.append(CurvePoint(**json.loads(line)))
+                    fields = json.loads(line)
+                    phases = fields.pop("seconds", {})
+                    done.append((CurvePoint(**fields), phases))
         except (json.JSONDecodeError, TypeError) as exc:
             raise ConfigError(f"{path} is not a simulate log ({exc}); use a new --out") from None
     else:
         path.write_text(json.dumps({"settings": settings}) + "\n")
 
-    def append(point: CurvePoint) -> None:
+    def append(point: CurvePoint, phases: dict[str, float]) -> None:
         with open(path, "a") as fh:
-            fh.write(json.dumps(asdict(point)) + "\n")
+            fh.write(json.dumps({**asdict(point), "seconds": phases}) + "\n")
 
     return done, append
 

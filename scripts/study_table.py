@@ -1,0 +1,58 @@
+"""Markdown tables of a simulate study (scripts/mnist_study.sh): one row per strategy and training setting.
+
+    python scripts/study_table.py runs/study/none runs/study/vat
+
+Reads each folder's summary.json and curves.csv (written by `activeadv simulate`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def _fmt(values: list, digits: int = 1, pct: bool = True) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    scale = 100 if pct else 1
+    mean = float(np.mean(values)) * scale
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {float(np.std(values)) * scale:.{digits}f}"
+
+
+def main(folders: list[str]) -> None:
+    print("| setting | strategy | AULC | acc @100 | acc @140 | acc @220 | acc @300 | FGSM @300 | labels to 97% "
+          "| stable at (acc) | s/round train, select |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for folder in map(Path, folders):
+        summary = json.loads((folder / "summary.json").read_text())
+        setting = summary["settings"]["train"]["unlabeled"]
+        curves: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+        for row in csv.DictReader((folder / "curves.csv").open()):
+            curves[row["strategy"]][int(row["labels"])].append(row)
+        for name, stats in summary["strategies"].items():
+            by_labels = curves[name]
+            acc = {n: [float(r["accuracy"]) for r in rows] for n, rows in by_labels.items()}
+            last = max(by_labels)
+            fgsm = [float(r["fgsm_accuracy"]) for r in by_labels[last] if r["fgsm_accuracy"]]
+            reach = stats["labels_to"]["0.97"]
+            reached = [r for r in reach if r is not None]
+            to97 = f"{np.mean(reached):.0f} ({len(reached)}/{len(reach)})" if reached else f"not reached (0/{len(reach)})"
+            stop = ("-" if stats["stop_labels_mean"] is None else
+                    f"{stats['stop_labels_mean']:.0f} ({100 * stats['stop_accuracy_mean']:.1f}%)")
+            phases = summary.get("phase_seconds_per_round", {}).get(name, {})
+            timing = f"{phases.get('train', float('nan')):.0f}, {phases.get('select', float('nan')):.0f}"
+            aulc = f"{stats['aulc_mean']:.4f}" + (f" ± {stats['aulc_std']:.4f}" if stats["seeds"] > 1 else "")
+            print(f"| {setting} | {name} | {aulc} | {_fmt(acc.get(100, []))} | {_fmt(acc.get(140, []))} "
+                  f"| {_fmt(acc.get(220, []))} | {_fmt(acc.get(last, []))} | {_fmt(fgsm)} | {to97} | {stop} | {timing} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
