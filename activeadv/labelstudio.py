@@ -598,21 +598,41 @@ class LabelStudioClient:
     # -- push
     def find_tasks(self, project_id: int, item_ids: Sequence[int]) -> dict[int, list[int]]:
         """``item_id -> [task ids]`` of the tasks that exist for these items (sorted; >1 means duplicates)."""
-        found: dict[int, list[int]] = {}
+        return {item: [task for task, _ in tasks] for item, tasks in self._find_answered(project_id, item_ids).items()}
+
+    def _find_answered(self, project_id: int, item_ids: Sequence[int]) -> dict[int, list[tuple[int, bool]]]:
+        """``item_id -> [(task id, answered)]`` sorted by task id; answered = annotated or skipped."""
+        found: dict[int, list[tuple[int, bool]]] = {}
         ids = sorted({int(i) for i in item_ids})
         for start in range(0, len(ids), self.chunk_size):
             chunk = ids[start:start + self.chunk_size]
             items = [{"filter": "filter:tasks:data.item_id", "operator": "equal", "type": "Number", "value": i}
                      for i in chunk]
             wanted = set(chunk)
-            for task in self._tasks(project_id, items, conjunction="or", fields="task_only", include="id,data",
+            for task in self._tasks(project_id, items, conjunction="or", fields="task_only",
+                                    include="id,data,total_annotations,cancelled_annotations",
                                     what=f"look up tasks in project {project_id}"):
                 item = task_item_id(task)
                 if item in wanted:
-                    found.setdefault(item, []).append(int(task["id"]))
+                    answered = bool(task.get("total_annotations") or task.get("cancelled_annotations"))
+                    found.setdefault(item, []).append((int(task["id"]), answered))
         for tasks in found.values():
             tasks.sort()
         return found
+
+    def _remove_duplicates(self, project_id: int, item_id: int, tasks: list[tuple[int, bool]],
+                           known: int | None) -> int:
+        """One task per item again: keep the answered ones (people's work is never deleted), else the one the
+        caller knows, else the oldest; delete the other unanswered copies.  Returns the task to use."""
+        answered = [task for task, done in tasks if done]
+        keep = answered or [known if known in {t for t, _ in tasks} else tasks[0][0]]
+        extra = [task for task, done in tasks if task not in keep and not done]
+        with _errors(self.url, f"remove duplicate tasks of item {item_id}"):
+            for task in extra:
+                self.sdk.tasks.delete(task, request_options=self._write_once)
+        log.warning("item %d had %d tasks in Label Studio project %d: removed the unanswered copies %s, kept %s",
+                    item_id, len(tasks), project_id, extra, keep)
+        return known if known in keep else keep[0]
 
     def push_tasks(self, project_id: int, items: Sequence[PushItem], *, model_version: str | int | None = None,
                    known: dict[int, int] | None = None, on_created: OnCreated | None = None,
@@ -631,17 +651,17 @@ class LabelStudioClient:
         items = list(items)
         if len({i.item_id for i in items}) != len(items):
             raise LabelStudioError("push_tasks got the same item twice")
-        existing = self.find_tasks(project_id, [i.item_id for i in items])
+        existing = self._find_answered(project_id, [i.item_id for i in items])
         mapping: dict[int, int] = {}
         found: dict[int, int] = {}
         todo: list[PushItem] = []
         for item in items:
             tasks = existing.get(item.item_id)
             if tasks:
-                if len(tasks) > 1:
-                    log.warning("item %d has %d tasks in Label Studio project %d (%s); using %d",
-                                item.item_id, len(tasks), project_id, tasks, tasks[0])
-                task_id = known[item.item_id] if known.get(item.item_id) in tasks else tasks[0]
+                if len(tasks) > 1:  # an import answered too late and sent again: repair it here
+                    task_id = self._remove_duplicates(project_id, item.item_id, tasks, known.get(item.item_id))
+                else:
+                    task_id = tasks[0][0]
                 mapping[item.item_id] = task_id
                 if known.get(item.item_id) != task_id:
                     found[item.item_id] = task_id
@@ -656,15 +676,7 @@ class LabelStudioClient:
             progress(len(items) - len(todo))
         for start in range(0, len(todo), self.chunk_size):
             chunk = todo[start:start + self.chunk_size]
-            payload = [task_payload(i, model_version) for i in chunk]
-            with _errors(self.url, f"import tasks into project {project_id} (nothing is doubled: run the push again)"):
-                response = self.sdk.projects.import_tasks(project_id, request=payload, return_task_ids=True,  # type: ignore[arg-type]
-                                                          request_options=self._write_once)
-            task_ids = list(response.task_ids or [])
-            if len(task_ids) != len(chunk):
-                raise LabelStudioError(f"Label Studio returned {len(task_ids)} task ids for {len(chunk)} items; "
-                                       "run the push again to reconcile")
-            new = {item.item_id: int(task_id) for item, task_id in zip(chunk, task_ids)}
+            new = self._import_chunk(project_id, chunk, model_version)
             mapping.update(new)
             if on_created:
                 on_created(new)
@@ -672,6 +684,31 @@ class LabelStudioClient:
                 progress(len(chunk))
         log.info("pushed %d new tasks (%d already there) to project %d", len(todo), len(items) - len(todo), project_id)
         return PushResult(mapping, [i.item_id for i in todo])
+
+    def _import_chunk(self, project_id: int, chunk: list[PushItem], model_version: str | int | None
+                      ) -> dict[int, int]:
+        """Import one chunk; ``{item_id: task_id}``.  After a failure the chunk is looked up by item id: an
+        import that the server finished although the answer never came (a timeout) is taken as done."""
+        payload = [task_payload(i, model_version) for i in chunk]
+        try:
+            with _errors(self.url, f"import tasks into project {project_id} (nothing is doubled: run the push again)"):
+                response = self.sdk.projects.import_tasks(project_id, request=payload,  # type: ignore[arg-type]
+                                                          return_task_ids=True, request_options=self._write_once)
+        except LabelStudioError:
+            try:
+                there = self.find_tasks(project_id, [i.item_id for i in chunk])
+            except LabelStudioError:
+                there = {}
+            if all(i.item_id in there for i in chunk):
+                log.warning("the import of %d task(s) failed to answer, but Label Studio has them: continuing",
+                            len(chunk))
+                return {i.item_id: there[i.item_id][0] for i in chunk}
+            raise
+        task_ids = list(response.task_ids or [])
+        if len(task_ids) != len(chunk):
+            raise LabelStudioError(f"Label Studio returned {len(task_ids)} task ids for {len(chunk)} items; "
+                                   "run the push again to reconcile")
+        return {item.item_id: int(task_id) for item, task_id in zip(chunk, task_ids)}
 
     def existing_task_ids(self, project_id: int) -> set[int]:
         """Ids of every task in the project (to find tasks an admin deleted)."""

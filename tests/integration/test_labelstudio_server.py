@@ -148,7 +148,8 @@ def test_repush_creates_no_duplicates_even_without_the_map(client, project):
 
 
 def test_push_interrupted_after_server_side_import_is_reconciled(client, project, monkeypatch):
-    """The import of chunk 2 reaches the server but the answer is lost: a re-run must not import it again."""
+    """The import of chunk 2 reaches the server but the answer is lost: the push looks the chunk up by item id
+    and goes on (before, it stopped, and the advised re-run could double tasks still being imported)."""
     real = client.sdk.projects.import_tasks
     calls = {"n": 0}
 
@@ -161,16 +162,13 @@ def test_push_interrupted_after_server_side_import_is_reconciled(client, project
 
     monkeypatch.setattr(client.sdk.projects, "import_tasks", flaky)
     saved: dict[int, int] = {}
-    with pytest.raises(LabelStudioError, match="unreachable") as info:
-        client.push_tasks(project, items(range(120)), model_version=1, on_created=saved.update)
-    assert "run the push again" in str(info.value)
-    assert len(saved) == 50  # only chunk 1 was confirmed
+    result = client.push_tasks(project, items(range(120)), model_version=1, on_created=saved.update)
+    assert calls["n"] == 3 and result.created == list(range(120)) and saved == result.tasks
     monkeypatch.setattr(client.sdk.projects, "import_tasks", real)
-    result = client.push_tasks(project, items(range(120)), model_version=1, known=saved, on_created=saved.update)
-    mapping = result.tasks
-    assert result.created == list(range(100, 120))  # chunk 2 (50-99) was found, not imported again
+    again = client.push_tasks(project, items(range(120)), model_version=1, known=saved, on_created=saved.update)
+    assert again.created == [] and again.tasks == saved
     ids = sorted(t["data"]["item_id"] for t in all_tasks(client, project))
-    assert ids == list(range(120)) and saved == mapping
+    assert ids == list(range(120))
 
 
 def test_task_deleted_by_admin_is_pushed_again(client, project):
@@ -182,6 +180,18 @@ def test_task_deleted_by_admin_is_pushed_again(client, project):
     assert again[2] == mapping[2] and again[1] != mapping[1]
     assert sorted(t["data"]["item_id"] for t in all_tasks(client, project)) == [1, 2]
     assert client.existing_task_ids(project) == set(again.values())
+
+
+def test_push_repairs_duplicates_and_keeps_the_answered_copy(client, project):
+    """Duplicates left by an older version (or a crash between import and answer) are removed by the next push."""
+    payload = [L.task_payload(i, 1) for i in items([7, 7, 7, 8])]
+    ids = list(client.sdk.projects.import_tasks(project, request=payload, return_task_ids=True).task_ids)
+    answered = ids[1]
+    client.annotate(answered, "two")
+    mapping = client.push_tasks(project, items([7, 8]), model_version=1, known={7: ids[0]}).tasks
+    assert mapping[7] == answered  # people's answer wins over the caller's map
+    left = sorted((t["data"]["item_id"], t["id"]) for t in all_tasks(client, project))
+    assert left == [(7, answered), (8, ids[3])]
 
 
 # --------------------------------------------------------------------- pull
