@@ -63,3 +63,12 @@ def test_init_with_label_studio_down_says_unreachable_and_stores_nothing(tmp_pat
                                       "--label-studio", f"http://127.0.0.1:{port}"])
     assert result.exit_code == 1 and "unreachable" in result.output and "token" not in result.output
     assert not db.exists()  # no project, not even an empty database
+
+
+def test_simulate_checks_its_database_before_any_training(tmp_path):
+    """It used to train for ten minutes and then fail on a --db that did not exist."""
+    missing = tmp_path / "nope" / "x.db"
+    result = CliRunner().invoke(cli, ["simulate", "--dataset", "digits", "--db", f"sqlite:///{missing}", "-q",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    assert not (tmp_path / "out" / "points.jsonl").exists()  # refused before the first round was logged
