@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from activeadv.progress import bar as progress_bar
 
 from activeadv.acquisition import DFAL, make_strategy, select
 from activeadv.data import Dataset, Pool
 from activeadv.errors import ConfigError
 from activeadv.oracle import SimulatedOracle
+from activeadv.progress import bar as progress_bar
 from activeadv.records import CurvePoint
 from activeadv.stopping import StabilizingPredictions, cohen_kappa, stop_set
 from activeadv.training import TrainConfig, evaluate, predict_proba, train

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from activeadv.progress import bar as progress_bar
 
 from activeadv import acquisition, stopping, training
 from activeadv.data import Dataset, load_dataset
 from activeadv.errors import ConfigError, WaitTimeoutError
 from activeadv.oracle import Oracle
+from activeadv.progress import bar as progress_bar
 from activeadv.records import (EvalMetrics, ProjectInfo, ProjectStatus, RegisterResult, RoundInfo, RoundResult,
                                Selection, SimulationInfo)
 from activeadv.store import Store

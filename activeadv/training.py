@@ -41,12 +41,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from activeadv.progress import bar as progress_bar
 
 from activeadv import attacks
 from activeadv.data import Pool
 from activeadv.errors import ConfigError
 from activeadv.networks import build_network, row_slices
+from activeadv.progress import bar as progress_bar
 from activeadv.records import EvalMetrics
 
 log = logging.getLogger(__name__)
