@@ -93,7 +93,8 @@ def train_options(func):
         click.option("--entmin/--no-entmin", default=False, show_default=True,
                      help="VAT: also minimise the prediction entropy on unlabeled items (VAT+EntMin)."),
         click.option("--augment/--no-augment", default=True, show_default=True,
-                     help="Random shifts of labeled images (off for feature vectors)."),
+                     help="Random shifts of labeled images by up to 1/14 of the side, rounded down (none on "
+                          "images under 14 px, never on feature vectors)."),
         click.option("--warm-start/--no-warm-start", default=False, show_default=True,
                      help="Continue from the previous round's model (--warm-fraction of the steps) instead "
                           "of training from scratch."),

@@ -108,7 +108,8 @@ def test_augment_keeps_shape_and_range_and_shifts_whole_pixels():
 
 def test_augmentation_shift_defaults_follow_the_image_size():
     cfg = TrainConfig(augment=True)
-    assert cfg.shift_for((1, 28, 28)) == 2 and cfg.shift_for((1, 8, 8)) == 1 and cfg.shift_for((64,)) == 0
+    assert cfg.shift_for((1, 28, 28)) == 2 and cfg.shift_for((3, 64, 48)) == 3
+    assert cfg.shift_for((1, 8, 8)) == 0 and cfg.shift_for((64,)) == 0  # too small to shift; vectors never
     assert TrainConfig(augment=False).shift_for((1, 28, 28)) == 0 and TrainConfig().shift_for((1, 28, 28)) == 2
     assert TrainConfig().vat_radius((1, 28, 28)) == pytest.approx(2.0)
     assert TrainConfig(vat_epsilon=3.0).vat_radius((1, 8, 8)) == 3.0
