@@ -181,14 +181,11 @@ class CoreSet(Strategy):
     name = "coreset"
     diverse = True
 
-    def embed(self, model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext) -> np.ndarray:
-        return embeddings(model, pool, ids, ctx)
-
     def score(self, model, pool, ids, ctx):
-        candidates = self.embed(model, pool, ids, ctx)
+        candidates = embeddings(model, pool, ids, ctx)
         if len(ctx.labeled_ids) == 0:
             return np.zeros(len(ids))
-        labeled = self.embed(model, pool, ctx.labeled_ids, ctx)
+        labeled = embeddings(model, pool, ctx.labeled_ids, ctx)
         return _min_distances(candidates, labeled)
 
 

@@ -319,10 +319,10 @@ def _train(store: Store, project: ProjectInfo, data: Dataset, cfg: training.Trai
     ids, labels = in_request_order(store, project, ids, labels)
     rounds = store.rounds(project.id)
     cfg = replace(cfg, seed=round_train_seed(cfg.seed, rounds, rnd.number))
-    previous = previous_model_path(rounds, rnd.number)
-    init_state = None
-    if cfg.warm_start and previous is not None:
-        init_state = training.load_checkpoint(previous, "cpu").state_dict()
+    path_before = previous_model_path(rounds, rnd.number)
+    # loaded once: the warm start's weights and the stopping rule's comparison model
+    before = None if path_before is None else training.load_checkpoint(path_before, cfg.device)
+    init_state = before.state_dict() if cfg.warm_start and before is not None else None
     with _timed(timings, "train"):
         model = training.train(data.pool, ids, labels, cfg, progress=progress, init_state=init_state,
                                unlabeled_ids=np.setdiff1d(data.pool.ids, ids) if cfg.unlabeled != "none" else None)
@@ -331,7 +331,7 @@ def _train(store: Store, project: ProjectInfo, data: Dataset, cfg: training.Trai
         with _timed(timings, "evaluate"):
             metrics = training.evaluate(model, data.test, cfg, progress=progress)
     with _timed(timings, "evaluate"):
-        agreement = stop_agreement(model, previous, data, cfg)
+        agreement = stop_agreement(model, before, data, cfg)
     path = checkpoint_path(checkpoint_dir, project, rnd.number)
     training.save_checkpoint(model, path, cfg, {"project": project.name, "round": rnd.number,
                                                 "labels": int(len(ids))},
@@ -353,12 +353,12 @@ def previous_model_path(rounds: list[RoundInfo], number: int) -> Path | None:
     return None
 
 
-def stop_agreement(model, previous: Path | None, data: Dataset, cfg: training.TrainConfig) -> float | None:
-    """Cohen's kappa between this model's and the previous round's predictions on the project's stop set."""
-    if previous is None:
+def stop_agreement(model, before, data: Dataset, cfg: training.TrainConfig) -> float | None:
+    """Cohen's kappa between this model's and the previous round's model's (``before``) predictions on the
+    project's stop set; None for the first model."""
+    if before is None:
         return None
     ids = stopping.stop_set(data.pool.ids)
-    before = training.load_checkpoint(previous, cfg.device)
     now = training.predict_proba(model, data.pool, ids, batch_size=cfg.eval_batch_size).argmax(1)
     then = training.predict_proba(before, data.pool, ids, batch_size=cfg.eval_batch_size).argmax(1)
     return stopping.cohen_kappa(then, now, data.pool.num_classes)
