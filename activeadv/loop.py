@@ -15,14 +15,14 @@ A project with no labels yet starts with a *seed* round (number 0): a random
 ``initial`` set is requested and nothing is trained.  With the simulated
 oracle those answers arrive at once and the next round trains on them.
 
-Fault injection for tests: ``ACTIVEADV_CRASH_AT=<phase>`` ends the process
-abruptly (``os._exit``) right after that phase; phases are ``PHASES``.
+``on_phase(phase)`` is called after each phase (``PHASES``) has reached the
+database: progress reporting, and the tests' crash injection (they end the
+process there, see tests/crashing_cli.py).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -108,19 +108,20 @@ def checkpoint_path(checkpoint_dir: Path, project: ProjectInfo, number: int) -> 
 # ------------------------------------------------------------------- the round
 def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle, cfg: training.TrainConfig,
               opts: RoundOptions, checkpoint_dir: Path, *, progress: bool = False,
-              force_unlock: bool = False) -> RoundResult:
+              force_unlock: bool = False, on_phase: Callable[[str], None] | None = None) -> RoundResult:
     """Run (or finish an interrupted) round under the project's lock; see the module docstring.
 
     ``data`` must come from ``project_dataset`` (database ids).  The result's
     ``metrics`` is None for the seed round and when the dataset has no test split.
     """
     strategy = acquisition.make_strategy(opts.strategy, **opts.strategy_params)
+    phase_done = on_phase or (lambda phase: None)
     with store.lock(project.id, force=force_unlock):
         timings: dict[str, float] = {}
         rnd = store.unfinished_round(project.id)
         with _timed(timings, "collect"):
             _collect(store, project, oracle, skip_round=rnd.id if rnd and rnd.state == "selected" else None)
-        _crash_point("collected")
+        phase_done("collected")
         if rnd is None:
             rnd = _start(store, project, opts, repr(strategy))
         else:
@@ -130,22 +131,22 @@ def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle,
         model, metrics = None, rnd.metrics
         if rnd.state == "open" and not seed_round:
             model, metrics = _train(store, project, data, cfg, rnd, checkpoint_dir, timings, progress)
-            _crash_point("trained")
+            phase_done("trained")
         if rnd.state in ("open", "trained"):
             with _timed(timings, "select"):
                 selection = _select(store, project, data, rnd, strategy, opts, cfg, model, seed_round, progress)
                 store.add_selection(rnd.id, selection)
-            _crash_point("selected")
+            phase_done("selected")
         if rnd.state in ("open", "trained", "selected"):
             with _timed(timings, "request"):
                 oracle.request(store.selection(rnd.id, state="requested"), rnd.id)
                 store.set_round_state(rnd.id, "requested", timings=timings)
-            _crash_point("requested")
+            phase_done("requested")
         with _timed(timings, "collect"):
             counts = store.add_labels(project.id, oracle.collect())
-            _acknowledge(oracle)
+            oracle.commit()
         store.finish_round(rnd.id, timings)
-        _crash_point("done")
+        phase_done("done")
     if counts.added:
         log.info("%d label(s) collected", counts.added)
     done = store.get_round(rnd.id)
@@ -206,7 +207,7 @@ def wait_for_labels(store: Store, project: ProjectInfo, oracle: Oracle, min_new:
                 _collect(store, project, oracle, skip_round=None)
             else:
                 store.add_labels(project.id, oracle.collect())
-                _acknowledge(oracle)
+                oracle.commit()
             polls += 1
             status = store.status(project.id)
             arrived, pending = new_labels(store, project, status), status.pending
@@ -232,7 +233,7 @@ def run_rounds(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle
                before_poll: Callable[[], object] | None = None, progress: bool = False,
                on_round: Callable[[RoundResult], None] | None = None,
                on_wait: Callable[[WaitResult], None] | None = None,
-               force_unlock: bool = False,
+               force_unlock: bool = False, on_phase: Callable[[str], None] | None = None,
                until_stable: stopping.StabilizingPredictions | None = None) -> list[RoundResult]:
     """``rounds`` rounds of ``run_round``, each (but a fresh project's seed round) after ``wait_for_labels``.
 
@@ -255,7 +256,7 @@ def run_rounds(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle
             if on_wait is not None:
                 on_wait(waited)
         result = run_round(store, project, data, oracle, cfg, opts, checkpoint_dir, progress=progress,
-                           force_unlock=force_unlock)
+                           force_unlock=force_unlock, on_phase=on_phase)
         results.append(result)
         if on_round is not None:
             on_round(result)
@@ -306,7 +307,7 @@ def _collect(store: Store, project: ProjectInfo, oracle: Oracle, skip_round: int
         if round_id != skip_round and len(selection):
             oracle.request(selection, round_id)
     counts = store.add_labels(project.id, oracle.collect())
-    _acknowledge(oracle)
+    oracle.commit()
     if counts.added or counts.rejected:
         log.info("collected %d label(s), %d rejected", counts.added, counts.rejected)
 
@@ -377,7 +378,7 @@ def in_request_order(store: Store, project: ProjectInfo, ids: np.ndarray, labels
     """The labels in the order they were asked for (round by round, best first); others (imported) after, by id.
 
     Training shuffles with a fixed seed, so the order of the training set
-    decides the model; this is the order ``benchmark.simulate`` trains in
+    decides the model; this is the order ``simulation.simulate`` trains in
     (initial set, then each selection best first), which lets a project answered
     by a perfect annotator retrace simulate's curve exactly.
     """
@@ -392,7 +393,7 @@ def in_request_order(store: Store, project: ProjectInfo, ids: np.ndarray, labels
 def round_train_seed(seed: int, rounds: list[RoundInfo], number: int) -> int:
     """The model seed of round ``number``: ``seed * 1000 + k`` for the k-th trained round (k from 0).
 
-    The same rule as ``benchmark.simulate`` (its round k trains with
+    The same rule as ``simulation.simulate`` (its round k trains with
     ``seed * 1000 + k``), so that a project answered by a perfect annotator
     retraces simulate's learning curve for the same seed and settings; the
     seed round, which trains nothing, does not count.  A round redone after a
@@ -422,13 +423,6 @@ def _select(store: Store, project: ProjectInfo, data: Dataset, rnd: RoundInfo, s
                               progress=progress)
 
 
-def _acknowledge(oracle: Oracle) -> None:
-    """Tell an oracle that its last ``collect`` is safely stored (optional hook, e.g. Label Studio's sync cursor)."""
-    commit = getattr(oracle, "commit", None)
-    if callable(commit):
-        commit()
-
-
 @contextmanager
 def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -436,13 +430,6 @@ def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
         yield
     finally:
         timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
-
-
-def _crash_point(phase: str) -> None:
-    """Test hook: die like a killed process (no cleanup, no lock release) after ``phase``."""
-    if os.environ.get("ACTIVEADV_CRASH_AT") == phase:
-        log.error("ACTIVEADV_CRASH_AT=%s: exiting abruptly", phase)
-        os._exit(75)
 
 
 def train_config_for(project: ProjectInfo, **overrides: object) -> training.TrainConfig:

@@ -19,9 +19,28 @@ from activeadv.records import Annotation, Selection
 
 
 class Oracle(Protocol):
+    """``request`` hands a selection over; ``collect`` returns the labels ready now (never blocks); ``commit`` is
+    called once the labels of the last ``collect`` are stored, so an oracle with a cursor (Label Studio) moves it
+    only then and a crash in between pulls the same labels again (the store ignores repeats)."""
+
     def request(self, selection: Selection, round_id: int) -> None: ...
 
     def collect(self) -> list[Annotation]: ...
+
+    def commit(self) -> None: ...
+
+
+class NoOracle:
+    """Nobody is asked: requests stay in the database until labels arrive by ``activeadv labels import``."""
+
+    def request(self, selection: Selection, round_id: int) -> None:
+        return None
+
+    def collect(self) -> list[Annotation]:
+        return []
+
+    def commit(self) -> None:
+        return None
 
 
 class SimulatedOracle:
@@ -57,3 +76,6 @@ class SimulatedOracle:
         names = self.pool.class_names
         return [Annotation(item_id=int(i), label=names[int(c)], source="oracle", annotator="simulated")
                 for i, c in zip(ids, self.answer(ids))]
+
+    def commit(self) -> None:
+        return None  # answers are computed, nothing to acknowledge

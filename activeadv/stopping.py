@@ -7,7 +7,7 @@ with Cohen's kappa.  When the mean kappa of the last ``window`` rounds reaches
 ``threshold`` (the paper's 0.99 over 3 rounds), new labels no longer change
 what the model says, and further rounds mostly spend money.
 
-Pure numpy: ``benchmark.simulate`` and ``loop`` compute the agreements, the
+Pure numpy: ``simulation.simulate`` and ``loop`` compute the agreements, the
 store keeps one per round, and ``status`` / ``report`` / ``run --until-stable``
 read the rule back from them.
 """

@@ -21,7 +21,7 @@ import torch
 
 from activeadv import attacks
 from activeadv.acquisition import DFAL, ScoringContext, per_item
-from activeadv.bench import prepare
+from activeadv.perfbench import prepare
 from activeadv.training import TrainConfig
 
 

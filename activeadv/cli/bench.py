@@ -59,7 +59,7 @@ def scoring(dataset: str, pool_size: int, labels: int, train_steps: int, repeats
 
     Example: activeadv bench scoring --dataset idx:../shared/data/mnist --pool 10000 --json
     """
-    from activeadv.bench import METHODS, ScoringBenchConfig, scoring_bench
+    from activeadv.perfbench import METHODS, ScoringBenchConfig, scoring_bench
     from activeadv.training import TrainConfig
 
     cfg = ScoringBenchConfig(
@@ -110,7 +110,7 @@ def round_(dataset: str, strategy: str, pool_size: int | None, initial: int, que
 
     Example: activeadv bench round --dataset idx:../shared/data/mnist --pool 10000 --rounds 3
     """
-    from activeadv.bench import RoundBenchConfig, round_bench
+    from activeadv.perfbench import RoundBenchConfig, round_bench
 
     train_cfg = train_config_from(train_kwargs, seed=seed, device=device)
     cfg = RoundBenchConfig(dataset=dataset, strategy=strategy, pool=pool_size, initial=initial, query=query,
@@ -147,7 +147,7 @@ def rank(dataset: str, strategy: str, exact: bool, labels: int, train_steps: int
 
     Example: /usr/bin/time -v activeadv bench rank --dataset folder:/tmp/mnist200k --json
     """
-    from activeadv.bench import rank_pool
+    from activeadv.perfbench import rank_pool
     from activeadv.training import TrainConfig
 
     params = {"mode": "exact"} if exact and strategy == "dfal" else None

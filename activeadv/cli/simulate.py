@@ -58,7 +58,7 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
     Example: activeadv simulate --dataset digits --strategies random,entropy,dfal
     --initial 20 --query-size 20 --budget 300 --seeds 5 --out runs/digits
     """
-    from activeadv.benchmark import SimulationConfig, point_log, simulate, write_outputs
+    from activeadv.simulation import SimulationConfig, point_log, simulate, write_outputs
     from activeadv.data import load_dataset
     from activeadv.errors import ConfigError
     from activeadv.stopping import StabilizingPredictions

@@ -25,6 +25,7 @@ from activeadv.store import Store
 FAST = ["--epochs", "1", "--min-steps", "3", "--unlabeled-steps", "3", "--batch-size", "16", "--epsilon", "0.05",
         "--adv", "fgsm"]
 CLI = [sys.executable, "-c", "from activeadv.cli import main; main()"]
+CRASHING_CLI = Path(__file__).resolve().parents[1] / "crashing_cli.py"
 
 
 def make_npz(path: Path, n: int = 90, n_test: int = 30, seed: int = 0) -> Path:
@@ -50,10 +51,13 @@ def invoke(*args: str, ok: bool = True):
     return result
 
 
-def run_cli(tmp_path: Path, url: str, *args: str, env: dict | None = None, wait: bool = True):
-    full_env = {k: v for k, v in os.environ.items() if k != "ACTIVEADV_CRASH_AT"}
-    full_env.update({"ACTIVEADV_DATABASE_URL": url, "ACTIVEADV_CHECKPOINT_DIR": str(tmp_path / "ck"), **(env or {})})
-    proc = subprocess.Popen(CLI + list(args), cwd=tmp_path, env=full_env, stdout=subprocess.PIPE,
+def run_cli(tmp_path: Path, url: str, *args: str, env: dict | None = None, wait: bool = True,
+            crash_at: str | None = None):
+    """The CLI in a subprocess; ``crash_at``: killed right after that phase of the round (tests/crashing_cli.py)."""
+    full_env = {**os.environ, "ACTIVEADV_DATABASE_URL": url, "ACTIVEADV_CHECKPOINT_DIR": str(tmp_path / "ck"),
+                **(env or {})}
+    command = CLI if crash_at is None else [sys.executable, str(CRASHING_CLI), crash_at]
+    proc = subprocess.Popen(command + list(args), cwd=tmp_path, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     if not wait:
         return proc
@@ -179,7 +183,7 @@ def test_empty_database_is_refused_except_by_init(tmp_path, database_url):
 def test_crash_at_any_phase_then_rerun_finishes_the_round(project, tmp_path, phase):
     url = project
     args = ["round", "--oracle", "simulated", "--query-size", "7", "--strategy", "margin", "-q"]
-    code, out, err = run_cli(tmp_path, url, *args, env={"ACTIVEADV_CRASH_AT": phase})
+    code, out, err = run_cli(tmp_path, url, *args, crash_at=phase)
     assert code == 75, err
     with Store.open(url) as store:
         assert store.lock_holder(store.get_project().id) is not None  # the dead process left its lock

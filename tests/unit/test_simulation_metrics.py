@@ -2,7 +2,7 @@
 
 import pytest
 
-from activeadv.benchmark import aulc, labels_to_target, summarize
+from activeadv.simulation import aulc, labels_to_target, summarize
 from activeadv.records import CurvePoint
 
 
