@@ -55,6 +55,13 @@ def default_data_dir(home: Path | None = None) -> Path:
     return (home or activeadv_home()) / "ls-data"
 
 
+def default_files_root(home: Path | None = None) -> Path:
+    """The local-files root when none is given: an empty folder of its own, never the home directory (the server
+    would serve every file under it, its own token and database included).  Image folders outside the root are
+    sent inline instead."""
+    return (home or activeadv_home()) / "ls-files"
+
+
 def label_studio_bin(home: Path | None = None) -> Path:
     return venv_dir(home) / "bin" / "label-studio"
 
@@ -94,7 +101,7 @@ class ServerConfig:
     data_dir: Path
     port: int = DEFAULT_PORT
     host: str = DEFAULT_HOST
-    files_root: Path | None = None  # LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT; None: home directory
+    files_root: Path | None = None  # LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT; None: default_files_root()
     username: str = DEFAULT_ADMIN
     token: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
@@ -237,7 +244,7 @@ def start(cfg: ServerConfig, *, timeout: float = 180.0) -> ServerInfo:
     token = server_token(data_dir, cfg.token)
     password = _secret_file(data_dir / "admin-password", cfg.password, 12)
     secret_key = _secret_file(data_dir / "secret-key", None, 32)
-    files_root = (cfg.files_root or Path.home()).expanduser().resolve()
+    files_root = (cfg.files_root or default_files_root(cfg.home)).expanduser().resolve()
     files_root.mkdir(parents=True, exist_ok=True)
 
     env = dict(os.environ)

@@ -17,7 +17,7 @@ BUDGET=${BUDGET:-300}
 STRATEGIES=${STRATEGIES:-random,entropy,dfal,dfal+kcenter}
 PARALLEL=${PARALLEL:-1}
 COMMON=(--dataset "idx:$MNIST" --initial 20 --query-size 40 --budget "$BUDGET" --seeds "$SEEDS"
-        --target-accuracy 0.97 --candidates "${CANDIDATES:-10000}" --augment --resume -q)
+        --target-accuracy 0.97 --subsample "${CANDIDATES:-10000}" --augment --resume -q)
 # the VAT half as published: no augmentation (measured slightly worse with VAT: docs/results.md)
 UNLABELED=(--unlabeled vat --unlabeled-steps "${UNLABELED_STEPS:-500}" --unlabeled-batch-size 64 --no-augment)
 

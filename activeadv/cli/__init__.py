@@ -41,20 +41,11 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    # Imported here so that each family lives in its own module.
-    from activeadv.cli import simulate
+    # Imported here so that each family lives in its own module (they import this one's ``cli``).
+    from activeadv.cli import bench, labelstudio, project, simulate
 
-    for module in (simulate,):
+    for module in (simulate, project, labelstudio, bench):
         module.register(cli)
-    # Families that may be absent in a partial install register the same way.
-    for optional in ("project", "labelstudio", "bench"):
-        try:
-            mod = __import__(f"activeadv.cli.{optional}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"activeadv.cli.{optional}":
-                raise
-            continue
-        mod.register(cli)
 
 
 _register()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from activeadv.cli.common import (COUNT, device_option, echo_json, json_option, parse_csv_list, quiet_option,
-                                  seed_option, train_config_from, train_options)
+from activeadv.cli.common import (COUNT, device_option, echo_json, json_option, parse_csv_list, pop_train_values,
+                                  quiet_option, seed_option, train_options)
 
 threads_option = click.option("--threads", type=COUNT, default=None,
                               help="torch CPU threads (default: torch's own choice, usually the core count).")
@@ -59,15 +59,13 @@ def scoring(dataset: str, pool_size: int, labels: int, train_steps: int, repeats
 
     Example: activeadv bench scoring --dataset idx:../shared/data/mnist --pool 10000 --json
     """
-    from activeadv.perfbench import METHODS, ScoringBenchConfig, scoring_bench
-    from activeadv.training import TrainConfig
+    from activeadv.app.experiments import bench_scoring
 
-    cfg = ScoringBenchConfig(
+    result = bench_scoring(
         dataset=dataset, pool=pool_size, labels=labels, repeats=repeats, batch_size=batch_size,
         attack_batch_size=attack_batch_size, slice_rows=slice_rows, top_fraction=top_fraction, third_party=third_party,
-        methods=tuple(parse_csv_list(methods)) if methods else METHODS, threads=threads, device=device, seed=seed,
-        train=TrainConfig(epochs=10, min_steps=train_steps, max_steps=train_steps))
-    result = scoring_bench(cfg, progress=not quiet, report=None if quiet else _err)
+        methods=tuple(parse_csv_list(methods)) if methods else None, threads=threads, device=device, seed=seed,
+        train_steps=train_steps, progress=not quiet, report=None if quiet else _err)
     if as_json:
         echo_json(result)
         return
@@ -110,12 +108,11 @@ def round_(dataset: str, strategy: str, pool_size: int | None, initial: int, que
 
     Example: activeadv bench round --dataset idx:../shared/data/mnist --pool 10000 --rounds 3
     """
-    from activeadv.perfbench import RoundBenchConfig, round_bench
+    from activeadv.app.experiments import bench_round
 
-    train_cfg = train_config_from(train_kwargs, seed=seed, device=device)
-    cfg = RoundBenchConfig(dataset=dataset, strategy=strategy, pool=pool_size, initial=initial, query=query,
-                           rounds=rounds, train=train_cfg, threads=threads, device=device, seed=seed)
-    result = round_bench(cfg, progress=not quiet, report=None if quiet else _err)
+    result = bench_round(dataset=dataset, strategy=strategy, pool=pool_size, initial=initial, query=query,
+                         rounds=rounds, train=pop_train_values(train_kwargs), threads=threads, device=device,
+                         seed=seed, progress=not quiet, report=None if quiet else _err)
     if as_json:
         echo_json(result)
         return
@@ -147,14 +144,11 @@ def rank(dataset: str, strategy: str, exact: bool, labels: int, train_steps: int
 
     Example: /usr/bin/time -v activeadv bench rank --dataset folder:/tmp/mnist200k --json
     """
-    from activeadv.perfbench import rank_pool
-    from activeadv.training import TrainConfig
+    from activeadv.app.experiments import bench_rank
 
-    params = {"mode": "exact"} if exact and strategy == "dfal" else None
-    result = rank_pool(dataset, strategy, labels=labels, batch_size=batch_size, limit=limit, threads=threads,
-                       device=device, seed=seed, progress=not quiet, report=None if quiet else _err,
-                       train_cfg=TrainConfig(epochs=5, min_steps=train_steps, max_steps=train_steps),
-                       strategy_params=params, slice_rows=slice_rows)
+    result = bench_rank(dataset, strategy, exact=exact, train_steps=train_steps, labels=labels,
+                        batch_size=batch_size, limit=limit, threads=threads, device=device, seed=seed,
+                        progress=not quiet, report=None if quiet else _err, slice_rows=slice_rows)
     if as_json:
         echo_json(result)
         return

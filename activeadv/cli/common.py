@@ -27,6 +27,10 @@ db_option = click.option(
     default=None,
     help="SQLAlchemy database URL [env ACTIVEADV_DATABASE_URL; default sqlite:///activeadv.db].",
 )
+subsample_option = click.option(
+    "--subsample", "--candidates", "subsample", type=COUNT, default=None,
+    help="Score only this many random unlabeled items per round (large pools) [default: every item]; "
+         "--candidates is the old name.")
 
 
 def stop_options(func):
@@ -52,23 +56,29 @@ def parse_csv_list(value: str) -> list[str]:
 
 
 # the TrainConfig fields that ``train_options`` sets (same names)
-TRAIN_FIELDS = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "epochs", "min_steps", "batch_size", "lr",
-                "unlabeled", "unlabeled_weight", "unlabeled_min_steps", "unlabeled_batch_size", "vat_epsilon",
-                "vat_xi", "entmin", "augment", "warm_start", "warm_fraction")
+TRAIN_FIELDS = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "adv_ensemble", "epochs", "min_steps",
+                "batch_size", "lr", "unlabeled", "unlabeled_weight", "unlabeled_min_steps", "unlabeled_batch_size",
+                "vat_epsilon", "vat_xi", "entmin", "augment", "warm_start", "warm_fraction")
 
 
 def train_options(func):
     """The training options shared by every command that trains (simulate, round, bench)."""
     options = [
-        click.option("--adv", type=click.Choice(["none", "fgsm", "bim", "pgd"]), default="fgsm", show_default=True,
-                     help="Adversarial regularization; 'none' is the plain-training ablation."),
+        click.option("--adv", type=click.Choice(["none", "fgsm", "bim", "pgd", "ll"]), default="fgsm",
+                     show_default=True,
+                     help="Adversarial regularization; 'll' is the iterative least-likely class attack; 'none' is "
+                          "the plain-training ablation."),
         click.option("--epsilon", type=float, default=0.1, show_default=True,
                      help="L-inf radius of the training perturbation (inputs are in [0, 1])."),
         click.option("--alpha", type=float, default=0.5, show_default=True,
                      help="Weight of the clean loss: alpha*CE(x) + (1-alpha)*CE(x_adv)."),
-        click.option("--adv-steps", type=COUNT, default=5, show_default=True, help="Iterations for bim/pgd."),
+        click.option("--adv-steps", type=COUNT, default=5, show_default=True, help="Iterations for bim/pgd/ll."),
         click.option("--adv-target", type=click.Choice(["predicted", "true"]), default="predicted",
                      show_default=True, help="Craft x_adv from the predicted label (no label leaking) or the true one."),
+        click.option("--adv-ensemble", type=click.IntRange(0, 1000), default=0, show_default=True,
+                     help="Ensemble adversarial training: alternate each batch's adversarial examples between the "
+                          "model's own and FGSM ones from K static models (earlier rounds' checkpoints, or K "
+                          "independently trained surrogates); 0: off."),
         click.option("--epochs", type=COUNT, default=50, show_default=True,
                      help="Passes over the labeled set (at least --min-steps updates)."),
         click.option("--min-steps", type=click.IntRange(0, 2**31 - 1), default=300, show_default=True,
@@ -106,8 +116,6 @@ def train_options(func):
     return func
 
 
-def train_config_from(kwargs: dict, *, seed: int, device: str):
-    """Pop the ``train_options`` values out of a command's kwargs into a TrainConfig."""
-    from activeadv.training import TrainConfig
-
-    return TrainConfig(**{n: kwargs.pop(n) for n in TRAIN_FIELDS}, seed=seed, device=device)
+def pop_train_values(kwargs: dict) -> dict:
+    """Pop the ``train_options`` values out of a command's kwargs (TrainConfig field names)."""
+    return {n: kwargs.pop(n) for n in TRAIN_FIELDS}

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from activeadv.cli.common import (COUNT, db_option, device_option, echo_json, json_option, parse_csv_list,
-                                  quiet_option, seed_option, stop_options, train_config_from, train_options)
+                                  pop_train_values, quiet_option, seed_option, stop_options, subsample_option,
+                                  train_options)
 
 
 @click.command("simulate")
@@ -21,8 +22,7 @@ from activeadv.cli.common import (COUNT, db_option, device_option, echo_json, js
 @click.option("--budget", type=COUNT, default=300, show_default=True, help="Total labels to spend.")
 @click.option("--seeds", type=COUNT, default=5, show_default=True, help="Number of seeds (repetitions).")
 @seed_option
-@click.option("--candidates", type=COUNT, default=None,
-              help="Score only a random subset of this many unlabeled items per round (large pools).")
+@subsample_option
 @click.option("--dfal-add-adversarial", is_flag=True,
               help="DFAL: the queried point's DeepFool copy joins training with the annotator's label.")
 @click.option("--dfal-mode", type=click.Choice(["fast", "exact"]), default="fast", show_default=True,
@@ -42,7 +42,7 @@ from activeadv.cli.common import (COUNT, db_option, device_option, echo_json, js
 @quiet_option
 @json_option
 def simulate_command(dataset: str, classes: str | None, strategies: str, initial: int, query_size: int,
-                     budget: int, seeds: int, seed: int, candidates: int | None, dfal_add_adversarial: bool,
+                     budget: int, seeds: int, seed: int, subsample: int | None, dfal_add_adversarial: bool,
                      dfal_mode: str, target_accuracy: float | None, oracle_error: float, stop_window: int,
                      stop_threshold: float, resume: bool, device: str, out_dir: Path,
                      database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
@@ -58,62 +58,22 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
     Example: activeadv simulate --dataset digits --strategies random,entropy,dfal
     --initial 20 --query-size 20 --budget 300 --seeds 5 --out runs/digits
     """
-    from activeadv.simulation import SimulationConfig, point_log, simulate, write_outputs
-    from activeadv.data import load_dataset
-    from activeadv.errors import ConfigError
-    from activeadv.stopping import StabilizingPredictions
-    from activeadv.training import resolve_device
+    from activeadv.app.experiments import SimulatePlan, simulate
 
-    if seeds < 1:
-        raise ConfigError("--seeds must be >= 1")
-    if candidates is not None and candidates < 1:
-        raise ConfigError("--candidates must be >= 1")
-    resolve_device(device)  # fail fast on a bad --device
-    train_cfg = train_config_from(train_kwargs, seed=seed, device=device)
-    cfg = SimulationConfig(strategies=tuple(parse_csv_list(strategies)), initial=initial, query_size=query_size,
-                           budget=budget, seeds=tuple(range(seed, seed + seeds)), candidates=candidates,
-                           dfal_add_adversarial=dfal_add_adversarial, dfal_mode=dfal_mode,
-                           target_accuracy=target_accuracy, oracle_error=oracle_error,
-                           stopping=StabilizingPredictions(stop_window, stop_threshold), train=train_cfg)
-    data = load_dataset(dataset, class_names=parse_csv_list(classes) if classes else None)
-    _check_store(database_url)  # a bad --db fails now, not after hours of simulation
-    done, log_point = point_log(out_dir, cfg, resume=resume)
-    result = simulate(data, cfg, progress=not quiet, on_point=log_point, done=done)
-    summary = write_outputs(result, out_dir)
-    saved = _save_to_store(database_url, result, summary)
+    plan = SimulatePlan(dataset=dataset, strategies=tuple(parse_csv_list(strategies)), initial=initial,
+                        query_size=query_size, budget=budget, seeds=seeds, seed=seed,
+                        train=pop_train_values(train_kwargs), classes=parse_csv_list(classes) if classes else None,
+                        subsample=subsample, dfal_add_adversarial=dfal_add_adversarial, dfal_mode=dfal_mode,
+                        target_accuracy=target_accuracy, oracle_error=oracle_error, stop_window=stop_window,
+                        stop_threshold=stop_threshold, device=device)
+    res = simulate(plan, out_dir, database_url=database_url, resume=resume, progress=not quiet)
     if as_json:
-        echo_json(summary)
+        echo_json(res.summary)
         return
-    click.echo(format_summary(summary))
-    click.echo(f"wrote {out_dir / 'curves.csv'}, {out_dir / 'summary.json'}, {out_dir / 'learning_curves.png'}")
-    if saved:
-        click.echo(saved)
-
-
-def _check_store(database_url: str | None) -> None:
-    """Open (and close) the database the results will go to: a wrong URL or stale schema is a one-line error now."""
-    from activeadv.store import Store
-
-    if database_url is not None:
-        Store.open(database_url).close()
-
-
-def _save_to_store(database_url: str | None, result, summary) -> str | None:
-    """Record the run in the project database so that `activeadv report` shows it beside real rounds.
-
-    Saved when --db / ACTIVEADV_DATABASE_URL names a database, or when the
-    default SQLite file already exists; a simulation never creates a database.
-    """
-    from activeadv.settings import DEFAULT_DB_FILE
-    from activeadv.store import Store
-
-    if database_url is None:
-        if not Path(DEFAULT_DB_FILE).exists():
-            return None
-        database_url = f"sqlite:///{DEFAULT_DB_FILE}"
-    with Store.open(database_url) as store:  # a stale schema is a one-line error, after the files are written
-        run_id = store.save_simulation(result.dataset, summary.get("settings", {}), result.points, summary)
-    return f"stored as simulation run {run_id} in the project database"
+    click.echo(format_summary(res.summary))
+    click.echo("wrote " + ", ".join(str(f) for f in res.files))
+    if res.stored_run is not None:
+        click.echo(f"stored as simulation run {res.stored_run} in the project database")
 
 
 def format_summary(summary: dict) -> str:

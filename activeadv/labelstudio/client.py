@@ -1,181 +1,52 @@
-"""Label Studio adapter: the only module that imports ``label_studio_sdk``.
-
-It turns the project's records into Label Studio tasks and back:
+"""The Label Studio server: the only module that imports ``label_studio_sdk`` and ``httpx``.
 
 * ``connect(url, token)`` checks the server and the token once and returns a
   ``LabelStudioClient``; every SDK and network failure becomes a one-line
   ``LabelStudioError`` (the SDK raises a raw ``httpx.ConnectError`` when the
-  server is down) whose text never holds the token.
+  server is down) whose text never holds the token (``masked_url``, ``clean_token``).
 * ``ensure_project`` creates or links a single-choice image-classification
   project whose ``<Choices>`` are exactly the class names.
-* ``push_tasks`` imports items as tasks carrying ``data.item_id``, the image
-  and the model's prediction as a pre-annotation.  Label Studio does not dedupe,
-  so the push is made safe to re-run: it looks the items up on the server
-  (``filter:tasks:data.item_id``) as well as in the caller's item -> task map,
-  imports in small chunks with the SDK's retries *off* (a retried POST after a
-  dropped connection could import twice) and reports every chunk's task ids
-  through ``on_created`` as soon as they come back.
-* ``pull_annotations`` returns what annotators did since a cursor: every vote,
-  the label per item resolved by majority (ties flagged, never trained on),
-  skipped tasks, and annotations refused because their label is not a class
-  (Label Studio stores any choice without complaint).
+* ``push_tasks`` imports items (``PushItem`` -> ``task_payload``) as tasks carrying
+  ``data.item_id``, the image and the model's prediction as a pre-annotation.
+  Label Studio does not dedupe, so the push is made safe to re-run: it looks the
+  items up on the server (``filter:tasks:data.item_id``) as well as in the
+  caller's item -> task map, imports in small chunks with the SDK's retries *off*
+  (a retried POST after a dropped connection could import twice) and reports
+  every chunk's task ids through ``on_created`` as soon as they come back.
+* ``pull_annotations`` fetches the tasks changed since a cursor and hands them to
+  ``annotations.parse_tasks``, which holds every parsing rule.
 
 Reads (GET) use the SDK's own retry with exponential backoff on connection
 errors and 5xx answers (``max_retries``), so no hand-written retry loop here.
-The parsing functions work on plain JSON dicts and are unit-tested with canned
-payloads; everything else is tested against a real server.
+This module is tested against a real server.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import logging
 import math
-import xml.etree.ElementTree as ET
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import quote
-from xml.sax.saxutils import quoteattr
 
 import httpx
-import numpy as np
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from activeadv.errors import LabelStudioError, LabelStudioNotFoundError
-from activeadv.records import Annotation, Disagreement, RejectedAnnotation, Selection
+from activeadv.labelstudio.annotations import SyncResult, ls_time, parse_tasks, task_item_id
+from activeadv.labelstudio.config import CONTROL, IMAGE, config_choices, label_config
 
 log = logging.getLogger(__name__)
 
-#: names used in the labeling config: ``<Image name=IMAGE>`` and ``<Choices name=CONTROL>``
-IMAGE = "image"
-CONTROL = "label"
 #: a task's ``updated_at`` may be written a moment after an annotation's; query with this overlap
 CURSOR_SLACK = timedelta(seconds=5)
-#: Label Studio's Datetime filter only parses this exact format (an ISO offset answers 500)
-_LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
-#: an annotation updated later than this after its creation was edited (creation itself differs by microseconds)
-EDIT_GRACE = timedelta(seconds=1)
 _NETWORK_ERRORS = (httpx.TransportError,)
 TASK_PAGE = 100  # tasks per list request
-
-
-# ------------------------------------------------------------------ config XML
-def label_config(class_names: Sequence[str]) -> str:
-    """Single-choice image classification config with one ``<Choice>`` per class (order kept)."""
-    names = list(class_names)
-    if not names:
-        raise LabelStudioError("a Label Studio project needs at least one class name")
-    if len(set(names)) != len(names):
-        raise LabelStudioError("class names must be unique")
-    choices = "".join(f"<Choice value={quoteattr(str(n))}/>" for n in names)
-    return (f'<View><Image name="{IMAGE}" value="${IMAGE}"/>'
-            f'<Choices name="{CONTROL}" toName="{IMAGE}" choice="single" showInline="true">{choices}</Choices></View>')
-
-
-def config_choices(xml: str) -> list[str]:
-    """The choice values of the ``<Choices name="label">`` control of a config, in order ([] if absent)."""
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise LabelStudioError(f"the Label Studio project's labeling config is not valid XML: {exc}") from None
-    for node in root.iter("Choices"):
-        if node.get("name") == CONTROL:
-            return [c.get("value", "") for c in node.iter("Choice")]
-    return []
-
-
-# -------------------------------------------------------------- image payloads
-def png_data_uri(pixels: np.ndarray, *, min_size: int = 64) -> str:
-    """An in-memory image as a ``data:image/png;base64,...`` URI, upscaled nearest-neighbour.
-
-    ``pixels``: ``(H, W)``, ``(1, H, W)`` or ``(3, H, W)`` (channels first, as a
-    ``Pool`` loads them) or ``(H, W, 3)``; float in [0, 1] or uint8.  Images whose
-    shorter side is below ``min_size`` are enlarged by an integer factor with
-    nearest-neighbour sampling so that an 8x8 digit becomes a visible 64x64
-    block image, not a blur.  Label Studio stores the URI verbatim in the task,
-    so keep this to small images (MNIST-sized: about 1 KB each).
-    """
-    from PIL import Image
-
-    arr = np.asarray(pixels)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
-        arr = arr.transpose(1, 2, 0)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim not in (2, 3):
-        raise LabelStudioError(f"cannot render an image of shape {np.asarray(pixels).shape}")
-    if arr.dtype != np.uint8:
-        arr = (np.clip(arr.astype(np.float64), 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    short = min(arr.shape[0], arr.shape[1])
-    factor = max(1, math.ceil(min_size / max(short, 1)))
-    if factor > 1:
-        arr = arr.repeat(factor, axis=0).repeat(factor, axis=1)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def local_file_url(path: Path | str, files_root: Path | str) -> str:
-    """The URL under which Label Studio's local-files serving shows ``path``.
-
-    ``files_root`` is the server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``;
-    the project also needs a Local Files storage over the image folder
-    (``ensure_local_storage``), or the image answers 404.
-    """
-    path = Path(path).expanduser().resolve()
-    root = Path(files_root).expanduser().resolve()
-    try:
-        rel = path.relative_to(root)
-    except ValueError:
-        raise LabelStudioError(f"{path} is outside Label Studio's local files root {root}; "
-                               "start the server with --files-root covering it") from None
-    return "/data/local-files/?d=" + quote(rel.as_posix(), safe="/")
-
-
-def served_from_disk(pool: Any, files_root: Path | str | None) -> bool:
-    """True when ``pool`` is an image folder below ``files_root`` (Label Studio can serve its files)."""
-    root = getattr(pool, "root", None)
-    if files_root is None or root is None or not hasattr(pool, "path_of"):
-        return False
-    try:
-        Path(root).expanduser().resolve().relative_to(Path(files_root).expanduser().resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def pool_image_refs(pool: Any, item_ids: Sequence[int], *, files_root: Path | str | None = None,
-                    min_size: int = 64) -> dict[int, str]:
-    """``item_id -> image reference`` for a ``data.Pool`` (duck-typed: no torch import here).
-
-    Folder pools (``path_of``) below ``files_root`` become local-file URLs;
-    in-memory pools (digits, IDX, npz), and folders Label Studio cannot serve,
-    become inline PNG data URIs.
-    """
-    ids = [int(i) for i in item_ids]
-    if served_from_disk(pool, files_root):
-        return {i: local_file_url(pool.path_of(i), files_root) for i in ids}  # type: ignore[arg-type]
-    if hasattr(pool, "path_of") and files_root is not None:
-        log.warning("image folder %s is outside Label Studio's files root %s: sending images inline",
-                    getattr(pool, "root", "?"), files_root)
-    if not getattr(pool, "is_image", True):
-        raise LabelStudioError("this dataset holds feature vectors, not images: annotators could not see them")
-    out: dict[int, str] = {}
-    for start in range(0, len(ids), 256):
-        chunk = ids[start:start + 256]
-        pixels = pool.load(chunk)
-        pixels = pixels.numpy() if hasattr(pixels, "numpy") else np.asarray(pixels)
-        for item_id, px in zip(chunk, pixels):
-            out[item_id] = png_data_uri(px, min_size=min_size)
-    return out
 
 
 # -------------------------------------------------------------------- records
@@ -198,257 +69,6 @@ class PushResult:
     @property
     def existing(self) -> int:
         return len(self.tasks) - len(self.created)
-
-
-@dataclass(frozen=True)
-class SyncResult:
-    """What ``pull_annotations`` found since the cursor.
-
-    ``annotations``: one per item whose annotations changed, with the label
-    resolved over all its annotators (majority; latest answer per annotator);
-    skipped tasks as ``label=None, skipped=True``; ties are *not* here but in
-    ``disagreements`` with ``tie=True``.  ``votes``: every individual valid
-    annotation, skips included (disagreement kept).  ``rejects``: refused annotations (label not
-    a class, no or several choices, task without item_id).  ``cursor``: pass it
-    as ``since`` next time.
-    """
-
-    annotations: list[Annotation] = field(default_factory=list)
-    votes: list[Annotation] = field(default_factory=list)
-    rejects: list[RejectedAnnotation] = field(default_factory=list)
-    disagreements: list[Disagreement] = field(default_factory=list)
-    cursor: datetime | None = None
-    tasks_seen: int = 0
-    # item id -> the Label Studio annotation ids its task has now, for every task that changed (deletions too)
-    present: dict[int, frozenset[str]] = field(default_factory=dict)
-
-    @property
-    def skipped(self) -> list[int]:
-        return [a.item_id for a in self.annotations if a.skipped]
-
-    @property
-    def ties(self) -> list[int]:
-        return [d.item_id for d in self.disagreements if d.tie]
-
-    def for_store(self) -> list[Annotation]:
-        """The labels and skips, plus each refused annotation of a known item as an ``Annotation``
-        whose ``rejected`` says why, so that the store keeps it among its rejects (reported, never
-        trained on): unknown labels, several choices, and no choice at all."""
-        refused = [Annotation(r.item_id, r.label, "annotator", r.annotator, r.external_id, r.updated_at,
-                              rejected=r.reason)
-                   for r in self.rejects if r.item_id is not None]
-        # what each changed task still has: a label whose annotation was deleted in Label Studio is retracted
-        snapshots = [Annotation(item_id, None, "annotator", present=ids) for item_id, ids in self.present.items()]
-        return [*snapshots, *self.annotations, *refused]
-
-
-# -------------------------------------------------------------------- parsing
-def parse_time(value: Any) -> datetime | None:
-    """A Label Studio timestamp (``...Z``, ``+00:00`` or a datetime) as an aware UTC datetime."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        dt = value
-    else:
-        text = str(value).strip().replace(" ", "T", 1)
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        try:
-            dt = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
-
-def ls_time(value: datetime) -> str:
-    """A datetime in the one format Label Studio's Datetime filter accepts."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime(_LS_TIME)
-
-
-def task_item_id(task: dict[str, Any]) -> int | None:
-    """``task.data.item_id`` as an int, or None when missing or not an integer."""
-    raw = (task.get("data") or {}).get("item_id")
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, float):
-        return int(raw) if raw.is_integer() else None
-    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
-        return int(raw.strip())
-    return None
-
-
-def _choices(result: Any) -> list[str] | None:
-    """The chosen values of our ``label`` control in an annotation result; None when there is none."""
-    if not isinstance(result, list):
-        return None
-    for region in result:
-        if not isinstance(region, dict):
-            continue
-        if region.get("from_name") == CONTROL and region.get("type", "choices").lower() == "choices":
-            value = region.get("value") or {}
-            chosen = value.get("choices")
-            if isinstance(chosen, list):
-                return [str(c) for c in chosen]
-    return None
-
-
-def _annotator(raw: dict[str, Any], users: dict[int, str]) -> str | None:
-    who = raw.get("completed_by")
-    if isinstance(who, dict):  # some endpoints inline the user
-        return who.get("email") or (str(who["id"]) if "id" in who else None)
-    if who is None:
-        return None
-    try:
-        return users.get(int(who), str(who))
-    except (TypeError, ValueError):
-        return str(who)
-
-
-def parse_task(task: dict[str, Any], class_names: Sequence[str], users: dict[int, str] | None = None
-               ) -> tuple[list[Annotation], list[RejectedAnnotation], dict[str, datetime | None]]:
-    """Every annotation of one task as ``Annotation`` votes (source "annotator") or rejects.
-
-    Cancelled/skipped annotations become ``Annotation(label=None, skipped=True)``.
-    ``external_id`` is the Label Studio annotation id; an annotation edited after
-    it was submitted gets ``"ID@UPDATED_AT"`` and ``created_at = updated_at``, so
-    that a store keyed by external id records the correction as a newer label
-    instead of dropping it as a duplicate.
-    A label is refused when it is not one of ``class_names``, when there is no
-    choice or more than one, or when the task has no usable ``item_id``.
-    Returns ``(votes, rejects, updated)`` where ``updated`` maps the annotation
-    id to its ``updated_at`` (for the cursor).
-    """
-    users = users or {}
-    classes = set(class_names)
-    item_id = task_item_id(task)
-    votes: list[Annotation] = []
-    rejects: list[RejectedAnnotation] = []
-    updated: dict[str, datetime | None] = {}
-    for raw in task.get("annotations") or []:
-        if not isinstance(raw, dict):
-            continue
-        ext = str(raw.get("id")) if raw.get("id") is not None else None
-        created = parse_time(raw.get("created_at"))
-        changed = parse_time(raw.get("updated_at")) or created
-        if ext is not None and created is not None and changed is not None and changed - created > EDIT_GRACE:
-            # Edited after submission: a new version of the label.  The store keeps one
-            # label per external id, so the version gets its own id and its own time.
-            ext, created = f"{ext}@{ls_time(changed)}", changed
-        who = _annotator(raw, users)
-        updated[ext or ""] = changed
-        if item_id is None:
-            rejects.append(RejectedAnnotation(None, None, f"task {task.get('id')} has no integer data.item_id",
-                                              who, ext, changed))
-            continue
-        if raw.get("was_cancelled"):
-            votes.append(Annotation(item_id, None, "annotator", who, ext, created, skipped=True))
-            continue
-        chosen = _choices(raw.get("result"))
-        if not chosen:
-            rejects.append(RejectedAnnotation(item_id, None, "no choice in the annotation", who, ext, changed))
-        elif len(chosen) > 1:
-            rejects.append(RejectedAnnotation(item_id, ",".join(chosen), "several choices for a single-label item",
-                                              who, ext, changed))
-        elif chosen[0] not in classes:
-            rejects.append(RejectedAnnotation(item_id, chosen[0], f"label '{chosen[0]}' is not one of the project's "
-                                              "classes", who, ext, changed))
-        else:
-            votes.append(Annotation(item_id, chosen[0], "annotator", who, ext, created))
-    return votes, rejects, updated
-
-
-def resolve(votes: Sequence[Annotation], updated: dict[str, datetime | None] | None = None
-            ) -> tuple[Annotation | None, Disagreement | None]:
-    """One item's label from its annotators' votes: the stated rule.
-
-    * Each annotator counts once, with their latest answer (by ``updated``, else
-      ``created_at``, else annotation id); a skip is an answer too.
-    * The label chosen by most annotators wins; its ``Annotation`` is the most
-      recent vote for it (so ``external_id`` is a real annotation id).
-    * A tie between the top labels gives no label (``Disagreement(tie=True)``):
-      flagged for a person, never trained on.
-    * Only skips: the item is skipped (``skipped=True``).
-    * Any disagreement is returned as ``Disagreement`` so it is kept.
-    """
-    if not votes:
-        return None, None
-    updated = updated or {}
-    epoch = datetime.min.replace(tzinfo=timezone.utc)
-
-    def when(v: Annotation) -> tuple[datetime, int]:
-        t = updated.get(v.external_id or "") or v.created_at or epoch
-        try:
-            num = int(v.external_id or 0)
-        except ValueError:
-            num = 0
-        return t, num
-
-    latest: dict[str, Annotation] = {}
-    for i, vote in enumerate(sorted(votes, key=when)):
-        latest[vote.annotator or f"anonymous-{vote.external_id or i}"] = vote
-    answers = list(latest.values())
-    labelled = [v for v in answers if not v.skipped and v.label is not None]
-    item_id = votes[0].item_id
-    if not labelled:
-        last_skip = max(answers, key=when)
-        return last_skip, None
-    counts = Counter(v.label for v in labelled)
-    ranked = counts.most_common()
-    top = ranked[0][1]
-    leaders = sorted(label for label, n in ranked if n == top)  # type: ignore[misc]
-    if len(leaders) > 1:
-        return None, Disagreement(item_id, None, dict(counts), tie=True)  # type: ignore[arg-type]
-    winner = max((v for v in labelled if v.label == leaders[0]), key=when)
-    disagreement = Disagreement(item_id, leaders[0], dict(counts), tie=False) if len(counts) > 1 else None  # type: ignore[arg-type]
-    return winner, disagreement
-
-
-def parse_tasks(tasks: Iterable[dict[str, Any]], class_names: Sequence[str], since: datetime | None = None,
-                users: dict[int, str] | None = None) -> SyncResult:
-    """Build a ``SyncResult`` from task JSON (``fields=all``), keeping only tasks with news after ``since``.
-
-    A task has news when one of its annotations was created or updated after
-    ``since``; then all its annotations are re-resolved, so a second annotator or
-    a corrected label changes the item's label.  The cursor is the newest
-    ``updated_at`` seen (``since`` when nothing is new), which makes a repeated
-    pull return nothing.
-    """
-    result = SyncResult(cursor=since)
-    cursor = since
-    seen = 0
-    for task in tasks:
-        votes, rejects, updated = parse_task(task, class_names, users)
-        stamps = [t for t in updated.values() if t is not None]
-        task_changed = parse_time(task.get("updated_at"))  # Label Studio bumps it when an annotation is deleted
-        if task_changed is not None and (updated or since is not None):  # (it also moves on every annotation)
-            stamps.append(task_changed)
-        if since is not None and not any(t > since for t in stamps):
-            continue
-        item_id = task_item_id(task)
-        if item_id is not None:
-            result.present[item_id] = frozenset(str(raw["id"]) for raw in task.get("annotations") or []
-                                                if isinstance(raw, dict) and raw.get("id") is not None)
-        if not updated:  # no annotation (any more): nothing to resolve; the snapshot retracts a deleted one's label
-            if stamps:
-                cursor = max(stamps) if cursor is None else max(cursor, *stamps)
-            continue
-        seen += 1
-        if stamps:
-            newest = max(stamps)
-            cursor = newest if cursor is None or newest > cursor else cursor
-        result.votes.extend(votes)
-        result.rejects.extend(r for r in rejects if since is None or r.updated_at is None or r.updated_at > since)
-        label, disagreement = resolve(votes, updated)
-        if label is not None:
-            result.annotations.append(label)
-        if disagreement is not None:
-            result.disagreements.append(disagreement)
-    return SyncResult(result.annotations, result.votes, result.rejects, result.disagreements, cursor, seen,
-                      result.present)
 
 
 def task_payload(item: PushItem, model_version: str | int | None) -> dict[str, Any]:
@@ -645,7 +265,8 @@ class LabelStudioClient:
         task still exists; a task deleted in Label Studio is imported again.
         ``on_created({item_id: task_id})`` is called with every chunk's new
         tasks right after the import (and once with tasks found on the server
-        that ``known`` lacked), so the caller can store the map before the next chunk.  ``progress(n)`` is told how many items were handled.
+        that ``known`` lacked), so the caller can store the map before the next
+        chunk.  ``progress(n)`` is told how many items were handled.
         """
         known = dict(known or {})
         items = list(items)
@@ -719,7 +340,8 @@ class LabelStudioClient:
     def users(self) -> dict[int, str]:
         """``user id -> email`` for naming annotators."""
         with _errors(self.url, "list users"):
-            return {int(u.id): str(u.email or u.username or u.id) for u in self.sdk.users.list(request_options=self._read)}
+            return {int(u.id): str(u.email or u.username or u.id)
+                    for u in self.sdk.users.list(request_options=self._read)}
 
     def pull_annotations(self, project_id: int, class_names: Sequence[str], since: datetime | None = None
                          ) -> SyncResult:
@@ -844,94 +466,3 @@ def connect(url: str, token: str | None, *, timeout: float = 30.0, max_retries: 
     client = LabelStudioClient(sdk, masked_url(url), max_retries=max_retries, chunk_size=chunk_size)
     client.whoami()
     return client
-
-
-# ---------------------------------------------------------------------- oracle
-class LabelStudioOracle:
-    """The ``Oracle`` protocol over Label Studio, with the bookkeeping left to the caller.
-
-    It imports nothing from the store: the caller passes what it needs as plain
-    callables, so the CLI/loop decides where the item -> task map and the sync
-    cursor live (the database), and tests can pass dicts.
-
-    * ``image_ref(item_ids) -> {item_id: image}``: e.g. ``partial(pool_image_refs, pool, files_root=...)``.
-    * ``known_tasks() -> {item_id: task_id}`` and ``on_created(round_id, {item_id: task_id})``: the task map.
-    * ``get_cursor() -> datetime | None`` and ``set_cursor(datetime)``: the sync cursor; the cursor
-      should be saved by the caller *after* it stored the annotations ``collect`` returned.
-    * ``top_k``: how many of a selection to send (None: all).
-    * ``model_version(round_id) -> str``: the predictions' ``model_version`` (default the id itself;
-      the store wiring uses the round number people see in ``activeadv status``).
-    """
-
-    def __init__(self, client: LabelStudioClient, project_id: int, class_names: Sequence[str], *,
-                 image_ref: Callable[[Sequence[int]], dict[int, str]],
-                 known_tasks: Callable[[], dict[int, int]] | None = None,
-                 on_created: Callable[[int, dict[int, int]], None] | None = None,
-                 get_cursor: Callable[[], datetime | None] | None = None,
-                 set_cursor: Callable[[datetime], None] | None = None,
-                 top_k: int | None = None,
-                 model_version: Callable[[int], str] = str) -> None:
-        self.client = client
-        self.model_version = model_version
-        self.project_id = int(project_id)
-        self.class_names = list(class_names)
-        self.image_ref = image_ref
-        self._tasks: dict[int, int] = {}
-        self.known_tasks = known_tasks or (lambda: dict(self._tasks))
-        self._on_created = on_created
-        self._cursor: datetime | None = None
-        self.get_cursor = get_cursor or (lambda: self._cursor)
-        self.set_cursor = set_cursor or self._remember_cursor
-        self.top_k = top_k
-        self.last_sync: SyncResult | None = None
-        self._pending: datetime | None = None
-
-    def _remember_cursor(self, cursor: datetime) -> None:
-        self._cursor = cursor
-
-
-    def request(self, selection: Selection, round_id: int) -> None:
-        """Send the selection's top items (with the model's prediction) as tasks; model_version = round."""
-        n = len(selection) if self.top_k is None else min(self.top_k, len(selection))
-        ids = [int(i) for i in selection.item_ids[:n]]
-        images = self.image_ref(ids)
-        items = []
-        for pos, item_id in enumerate(ids):
-            predicted = score = None
-            if selection.predicted is not None:
-                cls = int(selection.predicted[pos])
-                predicted = self.class_names[cls] if 0 <= cls < len(self.class_names) else None
-            if selection.confidence is not None:
-                score = float(selection.confidence[pos])
-            items.append(PushItem(item_id, images[item_id], predicted, score))
-        def created(new: dict[int, int]) -> None:
-            self._tasks.update(new)
-            if self._on_created:
-                self._on_created(round_id, new)
-
-        self.client.push_tasks(self.project_id, items, model_version=self.model_version(round_id),
-                               known=self.known_tasks(), on_created=created)
-
-    def collect(self) -> list[Annotation]:
-        """Resolved labels (and skips) since the last stored cursor; never blocks.
-
-        Refused labels come too (``SyncResult.for_store``): the store checks every
-        label against the classes and keeps unknown ones as rejects.
-
-        The cursor moves lazily: the cursor of one ``collect`` is saved (through
-        ``set_cursor``) at the start of the next one, or by ``commit()``, i.e. once
-        the caller has had the chance to store the labels.  A crash in between
-        only means the same annotations are pulled again, which the store
-        ignores by ``external_id``.  Rejects and ties of the last pull: ``last_sync``.
-        """
-        self.commit()
-        result = self.client.pull_annotations(self.project_id, self.class_names, self.get_cursor())
-        self.last_sync = result
-        self._pending = result.cursor
-        return result.for_store()
-
-    def commit(self) -> None:
-        """Save the cursor of the last ``collect`` (call after its labels are stored)."""
-        if self._pending is not None:
-            self.set_cursor(self._pending)
-            self._pending = None

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from activeadv import labelstudio as L
 from activeadv.cli import cli
+from activeadv.labelstudio.client import _as_dict
 
 from ls_gate import TOKEN, URL, require  # noqa: E402  (the gate: skip, or fail in CI)
 
@@ -37,7 +38,7 @@ def test_link_push_annotate_sync_round_trip(cli_env):
         assert "pushed 4 new task(s)" in run("push", "--top", "4", "-q").output
         assert "pushed 2 new task(s)" in run("push", "-q").output
         assert "pushed 0 new task(s)" in run("push", "-q").output
-        tasks = [L._as_dict(t) for t in client.sdk.tasks.list(project=ls_pid, fields="all")]
+        tasks = [_as_dict(t) for t in client.sdk.tasks.list(project=ls_pid, fields="all")]
         assert len(tasks) == 6 and all(t["data"]["image"].startswith("data:image/png;base64,") for t in tasks)
         assert all(t["predictions"] == [] or t["predictions"][0]["model_version"] == "0" for t in tasks)
 
@@ -57,7 +58,7 @@ def test_link_push_annotate_sync_round_trip(cli_env):
         assert (status.labeled, status.pending, status.rejected) == (5, 1, 1)
 
         # an annotation deleted in Label Studio after the sync: its label is retracted, its request open again
-        annotated = [t for t in (L._as_dict(t) for t in client.sdk.tasks.list(project=ls_pid, fields="all"))
+        annotated = [t for t in (_as_dict(t) for t in client.sdk.tasks.list(project=ls_pid, fields="all"))
                      if any(a.get("result") and a["result"][0]["value"]["choices"][0] != "not-a-digit"
                             for a in t["annotations"])]
         gone = annotated[0]
@@ -96,30 +97,31 @@ def test_failures_are_one_line_errors_without_the_token(cli_env, monkeypatch):
 
 def test_rounds_with_the_label_studio_oracle_wired_to_the_store(cli_env):
     """loop.run_round with store_oracle: seed round pushes, a person (simulated) answers, the next round trains."""
-    from activeadv.cli.labelstudio import link_project, store_oracle
+    from activeadv.app.annotation import link_project, store_oracle
+    from activeadv.app.workspace import Workspace
     from activeadv.loop import RoundOptions, project_dataset, run_round, train_config_for
-    from activeadv.store import Store
 
     run("init", "demo", "--dataset", "digits", "-q")
     client = L.connect(URL, TOKEN)  # type: ignore[arg-type]
-    with Store.open(os.environ["ACTIVEADV_DATABASE_URL"]) as store:
+    with Workspace(os.environ["ACTIVEADV_DATABASE_URL"]) as ws:
+        store = ws.store
         project = link_project(store, store.get_project(), client)
         try:
             data = project_dataset(store, project)
             cfg = train_config_for(project, epochs=1, min_steps=5, unlabeled_min_steps=5, adv="none", device="cpu")
             opts = RoundOptions(strategy="entropy", query_size=5, initial=10)
-            oracle = store_oracle(store, project, data.pool, client)
+            oracle = store_oracle(ws, project, data.pool, client)
             run_round(store, project, data, oracle, cfg, opts, cli_env / "ckpt")
             assert client.project_counts(project.ls_project_id)["open"] == 10
             assert len(store.task_ids(store.rounds(project.id)[0].id)) == 10  # the map is in the store
 
             truth = {int(i): data.class_names[int(t)] for i, t in zip(data.pool.ids, data.pool.targets(data.pool.ids))}
             client.annotate_open_tasks(project.ls_project_id, truth.__getitem__)
-            oracle = store_oracle(store, project, data.pool, client)  # a new process knows only the store
+            oracle = store_oracle(ws, project, data.pool, client)  # a new process knows only the store
             result = run_round(store, project, data, oracle, cfg, opts, cli_env / "ckpt")
             oracle.commit()
             assert result.labels == 10 and len(result.selection) == 5
-            tasks = [L._as_dict(t) for t in client.sdk.tasks.list(project=project.ls_project_id, fields="all")]
+            tasks = [_as_dict(t) for t in client.sdk.tasks.list(project=project.ls_project_id, fields="all")]
             assert len(tasks) == 15  # nothing pushed twice although pending requests are re-sent each round
             newest = [t for t in tasks if t["predictions"] and t["predictions"][0]["model_version"] == "1"]  # round 1
             assert len(newest) == 5 and all(0 < t["predictions"][0]["score"] <= 1 for t in newest)
@@ -154,7 +156,7 @@ def test_image_folder_is_served_from_disk(cli_env):
     try:
         assert "pushed 2 new task(s)" in run("push", "--files-root", files_root, "-q").output
         for task in client.sdk.tasks.list(project=ls_pid, fields="all"):
-            image = L._as_dict(task)["data"]["image"]
+            image = _as_dict(task)["data"]["image"]
             assert image.startswith("/data/local-files/?d=")
             resp = httpx.get(URL + image, headers={"Authorization": f"Token {TOKEN}"})  # type: ignore[operator]
             assert resp.status_code == 200 and resp.content[:4] == b"\x89PNG"
@@ -182,7 +184,7 @@ def test_two_pushes_at_once_never_double_a_task(cli_env):
         for code, out, err in outs:  # each either pushed or was told, in one line, that the other one runs
             assert code == 0 or (code == 1 and "already running" in err), (code, out, err)
         run("push", "-q")  # finishes whatever a refused one left
-        ids = [t["data"]["item_id"] for t in (L._as_dict(t) for t in client.sdk.tasks.list(project=ls_pid))]
+        ids = [t["data"]["item_id"] for t in (_as_dict(t) for t in client.sdk.tasks.list(project=ls_pid))]
         assert len(ids) == 60 and len(set(ids)) == 60
     finally:
         client.sdk.projects.delete(ls_pid)
@@ -206,7 +208,7 @@ def test_relinking_after_the_label_studio_project_was_deleted_makes_a_new_one_an
         new = store.get_project().ls_project_id
     try:
         assert new != old and "5 open request(s) sent again" in out
-        ids = sorted(t["data"]["item_id"] for t in (L._as_dict(t) for t in client.sdk.tasks.list(project=new)))
+        ids = sorted(t["data"]["item_id"] for t in (_as_dict(t) for t in client.sdk.tasks.list(project=new)))
         with Store.open(url) as store:
             pending = sorted(int(i) for _, sel in store.pending(store.get_project().id) for i in sel.item_ids)
         assert ids == pending and len(ids) == 5

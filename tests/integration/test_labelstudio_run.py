@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from activeadv import labelstudio as L
 from activeadv.cli import cli
+from activeadv.labelstudio.client import _as_dict
 
 from ls_gate import TOKEN, URL  # noqa: E402  (the gate: skip, or fail in CI)
 FAST = ("--epochs", "1", "--min-steps", "15", "--unlabeled-steps", "15", "--strategy", "entropy", "-q")
@@ -60,7 +61,7 @@ def test_round_on_a_linked_project_pushes_tasks_with_predictions(linked):
     assert "answered 6 task(s)" in out
     out = run("round", "--initial", "6", "--query-size", "4", *FAST).output
     assert "round 1: trained on 6 labels" in out and "requested 4 item(s) (sent to Label Studio)" in out
-    tasks = [L._as_dict(t) for t in client.sdk.tasks.list(project=ls_pid, fields="all")]
+    tasks = [_as_dict(t) for t in client.sdk.tasks.list(project=ls_pid, fields="all")]
     assert len(tasks) == 10
     newest = [t for t in tasks if t["predictions"] and t["predictions"][0]["model_version"] == "1"]
     assert len(newest) == 4  # the model's guess is pre-filled for the annotators

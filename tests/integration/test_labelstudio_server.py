@@ -21,6 +21,7 @@ import pytest
 from activeadv import labelstudio as L
 from activeadv import lsserver
 from activeadv.errors import LabelStudioError
+from activeadv.labelstudio.client import _as_dict
 
 from ls_gate import FILES_ROOT, TOKEN, URL, require  # noqa: E402  (the gate: skip, or fail in CI)
 
@@ -62,7 +63,7 @@ def project(client):
 
 
 def all_tasks(client, pid) -> list[dict]:
-    return [L._as_dict(t) for t in client.sdk.tasks.list(project=pid, fields="all")]
+    return [_as_dict(t) for t in client.sdk.tasks.list(project=pid, fields="all")]
 
 
 def second_user(client) -> int:

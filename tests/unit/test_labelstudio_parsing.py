@@ -13,6 +13,7 @@ from label_studio_sdk.core.api_error import ApiError
 
 from activeadv import labelstudio as L
 from activeadv.errors import LabelStudioError
+from activeadv.labelstudio.client import _errors
 from activeadv.records import Selection
 
 CLASSES = ["cat", "dog", "bird"]
@@ -269,7 +270,7 @@ def test_pool_image_refs_in_memory_pool_inline():
 ])
 def test_errors_become_one_line_label_studio_errors(exc, fragment):
     with pytest.raises(LabelStudioError, match=r"^[^\n]*$") as info:
-        with L._errors("http://ls:8080", "do something"):
+        with _errors("http://ls:8080", "do something"):
             raise exc
     assert fragment in str(info.value)
 
@@ -304,9 +305,14 @@ class _FakeClient:
 def test_oracle_request_sends_top_k_with_predicted_class_names_and_round():
     client = _FakeClient([])
     created = {}
+
+    class Book(L.MemoryTaskBook):
+        def tasks_created(self, round_id, new):
+            super().tasks_created(round_id, new)
+            created.update({(round_id, k): v for k, v in new.items()})
+
     oracle = L.LabelStudioOracle(client, 4, CLASSES, image_ref=lambda ids: {i: f"img{i}" for i in ids},
-                                 on_created=lambda rnd, new: created.update({(rnd, k): v for k, v in new.items()}),
-                                 top_k=2)
+                                 book=Book(), top_k=2)
     sel = Selection(np.array([9, 3, 5]), np.array([0.9, 0.5, 0.1]), "margin",
                     predicted=np.array([1, 2, 0]), confidence=np.array([0.6, 0.4, 0.9]))
     oracle.request(sel, round_id=7)
@@ -323,8 +329,15 @@ def test_oracle_collect_moves_the_cursor_only_after_the_next_collect_or_commit()
     second = L.SyncResult(cursor=T0 + timedelta(seconds=9))
     client = _FakeClient([first, second, L.SyncResult(cursor=None)])
     saved = []
-    oracle = L.LabelStudioOracle(client, 4, CLASSES, image_ref=dict, get_cursor=lambda: saved[-1] if saved else None,
-                                 set_cursor=saved.append)
+
+    class Book(L.MemoryTaskBook):
+        def cursor(self):
+            return saved[-1] if saved else None
+
+        def save_cursor(self, when):
+            saved.append(when)
+
+    oracle = L.LabelStudioOracle(client, 4, CLASSES, image_ref=dict, book=Book())
     oracle.collect()
     assert saved == []  # not saved until the caller had the chance to store the labels
     oracle.collect()
