@@ -1,10 +1,16 @@
 """Which unlabeled items to ask about next.
 
-A strategy only *scores* the candidates it is given (higher = ask first);
-``select`` owns everything else: excluding labeled and duplicate ids, random
-subsampling of the candidates, top-n with seeded random tie-breaking, k-center
-diversity for core-set, and the model's prediction for each chosen item (the
-pre-annotation sent to annotators).
+A strategy *scores* the candidates it is given (higher = ask first) and may
+*choose* the batch from the ranked candidates (``Strategy.choose``: core-set's
+k-center greedy, the ``+kcenter`` / ``+kmeans++`` spread; by default nothing,
+and ``select`` takes the top n).  ``select`` owns everything else: excluding
+labeled and duplicate ids, random subsampling of the candidates, the ranking
+with seeded random tie-breaking, and the model's prediction for each chosen
+item (the pre-annotation sent to annotators).
+
+A strategy is stored (``rounds.strategy`` / ``rounds.strategy_params``) as its
+registry ``name`` and ``params()``, a JSON-safe dict; ``make_strategy(name,
+**params)`` rebuilds it.  ``repr`` (``dfal(mode=fast, ...)``) is for display.
 
 Strategies:
   random            uniform (all scores tie; ``select`` breaks ties at random)
@@ -17,12 +23,13 @@ Strategies:
   fgsm-margin       -smallest FGSM epsilon that flips the prediction (cheap adversarial margin)
 
 Batch diversity, for any strategy but coreset (``NAME+kcenter``, ``NAME+kmeans++``,
-or ``make_strategy(name, diversity=..., diversity_factor=k)``): the ``k x n``
+or ``make_strategy(name, diversity=..., diversity_factor=k)``; stored as the
+parameters ``diversity`` and ``diversity_factor``, not in the name): the ``k x n``
 best-scored candidates form a shortlist, and the n picks are spread over it in
 the model's penultimate embedding: greedy k-center from the best-scored item,
 or k-means++ seeding (D^2 sampling, as BADGE does; Ash et al. 2020).  Top-n of
 a margin score tends to ask n near-copies of the same confusion; the spread
-batch asks about n different ones.
+batch asks about n different ones.  It is the base class's ``choose``.
 """
 
 from __future__ import annotations
@@ -30,18 +37,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from activeadv import attacks
-from activeadv.data import Pool
+from activeadv.data import Pool, chunks, stream
 from activeadv.errors import ConfigError
-from activeadv.networks import row_slices
-from activeadv.records import Selection
-from activeadv.training import predict_proba, stream
+from activeadv.networks import device_of, row_slices
+from activeadv.records import Selection, strategy_text
+from activeadv.training import predict_proba
 
 
 @dataclass
@@ -53,6 +60,8 @@ class ScoringContext:
     progress: bool = False
     n: int | None = None  # how many items the caller will take (``select``); None: a full ranking is wanted
     rows: int | None = None  # rows per network pass (None: networks.CPU_ROWS on CPU, the whole batch on GPU)
+    # scratch space of one ``select``: what a strategy's score() computed and its choose() reuses (embeddings)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def slices(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
         """``x`` cut into the slices each network pass runs on (``networks.row_slices``)."""
@@ -65,24 +74,30 @@ DIVERSITY = ("none", "kcenter", "kmeans++")
 class Strategy:
     """Base class: ``score(model, pool, ids, ctx) -> (len(ids),) float64``, higher = ask first.
 
-    ``diversity`` / ``diversity_factor`` (set by ``make_strategy``) tell
-    ``select`` to spread the n picks over the ``factor x n`` best-scored
-    candidates instead of taking the top n.
+    ``choose`` may pick the batch from the ranked candidates; the default
+    takes the top n, or, with ``diversity`` / ``diversity_factor`` set (by
+    ``make_strategy``), spreads the n picks over the ``factor x n``
+    best-scored candidates.  ``name`` and ``params()`` are what a round stores.
     """
 
     name: ClassVar[str] = ""
-    diverse: ClassVar[bool] = False  # select() runs k-center greedy on ``embed`` instead of top-n
+    diverse: ClassVar[bool] = False  # ``choose`` already spreads the batch: ``+kcenter`` / ``+kmeans++`` do not apply
     diversity: str = "none"
     diversity_factor: int = 10
 
-    def params(self) -> dict[str, object]:
+    def own_params(self) -> dict[str, object]:
+        """The strategy's own settings (subclasses), without batch diversity."""
         return {}
 
-    def all_params(self) -> dict[str, object]:
-        """``params()`` plus the batch-diversity settings when on: what ``repr`` stores and ``make_strategy`` takes."""
-        params = dict(self.params())
+    def params(self) -> dict[str, object]:
+        """Every setting, JSON-safe: ``make_strategy(self.name, **self.params())`` rebuilds this strategy.
+
+        ``own_params()`` plus ``diversity`` and ``diversity_factor`` when
+        batch diversity is on; numpy scalars become plain numbers.
+        """
+        params = {k: v.item() if isinstance(v, np.generic) else v for k, v in self.own_params().items()}
         if self.diversity != "none":
-            params.update(diversity=self.diversity, diversity_factor=self.diversity_factor)
+            params.update(diversity=self.diversity, diversity_factor=int(self.diversity_factor))
         return params
 
     @property
@@ -91,11 +106,23 @@ class Strategy:
         return self.name if self.diversity == "none" else f"{self.name}+{self.diversity}"
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.all_params().items())
-        return f"{self.name}({args})" if args else self.name
+        return strategy_text(self.name, self.params())
 
     def score(self, model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext) -> np.ndarray:
         raise NotImplementedError
+
+    def choose(self, model: nn.Module, pool: Pool, ids: np.ndarray, scores: np.ndarray, ranked: np.ndarray,
+               n: int, ctx: ScoringContext, rng: np.random.Generator) -> np.ndarray | None:
+        """Positions (into ``ids``) of the at most ``n`` items to ask, in asking order; None: the top n.
+
+        ``scores``: ``score``'s result for ``ids``; ``ranked``: every position,
+        best score first, equal scores in a seeded random order.  The
+        default spreads the batch when ``diversity`` is on (``_spread``) and
+        otherwise leaves the choice to ``select`` (the first n of ``ranked``).
+        """
+        if self.diversity == "none":
+            return None
+        return _spread(self, model, pool, ids, scores, ranked, n, rng, ctx)
 
 
 class RandomStrategy(Strategy):
@@ -152,8 +179,7 @@ def per_item(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext,
     """
     out = np.empty(len(ids), dtype=np.float64)
     row = 0
-    for _, x in stream(model, pool, np.asarray(ids, dtype=np.int64), ctx.batch_size, desc=desc,
-                       progress=ctx.progress):
+    for _, x in stream(pool, ids, ctx.batch_size, device=device_of(model), desc=desc, progress=ctx.progress):
         for rows in ctx.slices(x):
             out[row : row + len(rows)] = fn(rows).detach().cpu().numpy()
             row += len(rows)
@@ -165,9 +191,9 @@ def embeddings(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContex
     out: np.ndarray | None = None  # (N, D), allocated once D is known
     row = 0
     with attacks.eval_mode(model), torch.inference_mode():
-        for _, x in stream(model, pool, ids, ctx.batch_size, desc="embed", progress=ctx.progress):
+        for _, x in stream(pool, ids, ctx.batch_size, device=device_of(model), desc="embed", progress=ctx.progress):
             for part in ctx.slices(x):
-                emb = model.embed(part).float().cpu().numpy()
+                emb = model.embed(part).float().cpu().numpy()  # type: ignore[operator]  # a network's own method
                 if out is None:
                     out = np.empty((len(ids), emb.shape[1]), dtype=np.float32)
                 out[row : row + len(part)] = emb
@@ -176,26 +202,39 @@ def embeddings(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContex
 
 
 class CoreSet(Strategy):
-    """Score = distance to the nearest labeled embedding; ``select`` updates it greedily (k-center)."""
+    """Core-set (Sener & Savarese 2018): score = distance to the nearest labeled embedding; ``choose`` then
+    picks the batch by k-center greedy, each pick covering the candidates nearest to it."""
 
     name = "coreset"
     diverse = True
 
     def score(self, model, pool, ids, ctx):
         candidates = embeddings(model, pool, ids, ctx)
+        ctx.memo["coreset"] = (model, ids, candidates)  # for choose(): the pass is not run twice
         if len(ctx.labeled_ids) == 0:
             return np.zeros(len(ids))
         labeled = embeddings(model, pool, ctx.labeled_ids, ctx)
         return _min_distances(candidates, labeled)
 
+    def choose(self, model, pool, ids, scores, ranked, n, ctx, rng):
+        memo = ctx.memo.get("coreset")
+        if memo is not None and memo[0] is model and np.array_equal(memo[1], ids):
+            emb = memo[2]
+        else:  # score() ran elsewhere (another context)
+            emb = embeddings(model, pool, ids, ctx)
+        # the distance to what is covered: the labeled set (the scores), or nothing yet
+        covered = np.asarray(scores, dtype=np.float64) if len(ctx.labeled_ids) else np.full(len(ids), np.inf)
+        return np.array(_kcenter_greedy(emb, covered, n, ranked), dtype=np.int64)
+
 
 def _min_distances(points: np.ndarray, centers: np.ndarray, chunk: int = 4096) -> np.ndarray:
     out = np.empty(len(points))
     c2 = (centers**2).sum(1)
-    for s in range(0, len(points), chunk):
-        p = points[s : s + chunk]
+    row = 0
+    for p in chunks(points, chunk):
         d2 = (p**2).sum(1)[:, None] - 2 * p @ centers.T + c2[None]
-        out[s : s + chunk] = np.sqrt(np.clip(d2.min(1), 0, None))
+        out[row : row + len(p)] = np.sqrt(np.clip(d2.min(1), 0, None))
+        row += len(p)
     return out
 
 
@@ -240,7 +279,7 @@ class DFAL(Strategy):
         self.top_k, self.steps, self.overshoot = top_k, steps, overshoot
         self.mode, self.shortlist, self.min_shortlist, self.per_pick = mode, shortlist, min_shortlist, per_pick
 
-    def params(self):
+    def own_params(self):
         params: dict[str, object] = {"mode": self.mode, "top_k": self.top_k, "steps": self.steps,
                                      "overshoot": self.overshoot}
         if self.mode == "fast":
@@ -309,7 +348,7 @@ class FGSMMargin(Strategy):
     def __init__(self, max_epsilon: float = 0.5, grid: int = 12, bisection_steps: int = 6) -> None:
         self.max_epsilon, self.grid, self.bisection_steps = max_epsilon, grid, bisection_steps
 
-    def params(self):
+    def own_params(self):
         return {"max_epsilon": self.max_epsilon, "grid": self.grid, "bisection_steps": self.bisection_steps}
 
     def score(self, model, pool, ids, ctx):
@@ -326,11 +365,12 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 def make_strategy(name: str, **params: object) -> Strategy:
-    """A strategy by its registry name, optionally ``NAME+DIVERSITY`` (``dfal+kcenter``).
+    """A strategy by its registry name and ``params()``: what a round stores, rebuilt.
 
-    ``diversity`` and ``diversity_factor`` may also come as parameters (as
-    ``parse_strategy`` reads them back from a stored repr).  Unknown names and
-    bad parameters raise ``ConfigError`` listing the choices.
+    ``name`` may also be the command line's ``NAME+DIVERSITY`` (``dfal+kcenter``);
+    ``diversity`` and ``diversity_factor`` may come as parameters (as
+    ``Strategy.params()`` gives them).  Unknown names and bad parameters raise
+    ``ConfigError`` listing the choices.
     """
     base, _, suffix = name.partition("+")
     diversity = str(params.pop("diversity", suffix or "none"))
@@ -347,30 +387,12 @@ def make_strategy(name: str, **params: object) -> Strategy:
     if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
         raise ConfigError(f"diversity factor must be an integer >= 1, got {factor!r}")
     try:
-        strategy = cls(**params)  # type: ignore[call-arg]
+        strategy = cls(**params)
     except TypeError as exc:
         raise ConfigError(f"bad parameters for strategy '{base}': {exc}") from None
     strategy.diversity, strategy.diversity_factor = diversity, factor
     return strategy
 
-
-def parse_strategy(text: str) -> tuple[str, dict[str, object]]:
-    """``repr(strategy)`` back to ``(name, params)``: ``"dfal(mode=fast, top_k=10)"`` -> ``("dfal", {...})``.
-
-    Rounds store the strategy as its repr; this reads it back (to finish an
-    interrupted round with the same settings, to print a short name).
-    """
-    import ast
-
-    name, _, args = text.partition("(")
-    params: dict[str, object] = {}
-    for part in filter(None, (p.strip() for p in args.rstrip(")").split(","))):
-        key, _, value = part.partition("=")
-        try:
-            params[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            params[key.strip()] = value.strip()  # a bare word such as fast
-    return name.strip(), params
 
 
 def _kmeanspp(emb: np.ndarray, n: int, order: np.ndarray, rng: np.random.Generator) -> list[int]:
@@ -399,22 +421,24 @@ def _spread(strategy: Strategy, model: nn.Module, pool: Pool, pool_ids: np.ndarr
     emb = embeddings(model, pool, pool_ids[short], ctx)
     best_first = np.arange(len(short))  # the shortlist is already in score order
     if strategy.diversity == "kcenter":
-        picks = _kcenter_greedy(emb, np.empty((0, emb.shape[1]), dtype=emb.dtype), n, best_first)
+        picks = _kcenter_greedy(emb, np.full(len(short), np.inf), n, best_first)
     else:
         picks = _kmeanspp(emb, n, best_first, rng)
     chosen = short[np.array(picks, dtype=np.int64)]
     return chosen[np.argsort(-scores[chosen], kind="stable")]  # asked best first, as top-n is
 
 
-def _kcenter_greedy(candidate_emb: np.ndarray, labeled_emb: np.ndarray, n: int, order: np.ndarray) -> list[int]:
-    """Positions (into ``candidate_emb``) chosen greedily to cover the embedding space."""
-    if len(labeled_emb):
-        dist = _min_distances(candidate_emb, labeled_emb)
-    else:  # nothing labeled: start from the first candidate of the seeded order
-        dist = np.full(len(candidate_emb), np.inf)
+def _kcenter_greedy(candidate_emb: np.ndarray, covered: np.ndarray, n: int, order: np.ndarray) -> list[int]:
+    """Positions (into ``candidate_emb``) chosen greedily to cover the embedding space.
+
+    ``covered``: each candidate's distance to what is already covered (the
+    labeled set; ``inf`` for nothing: the first pick is then the first of
+    ``order``).  Each pick is the candidate farthest from everything covered
+    or picked; ties go to the one first in ``order``.
+    """
+    dist = np.array(covered, dtype=np.float64)
     chosen: list[int] = []
     for _ in range(min(n, len(candidate_emb))):
-        # ties broken by the seeded random order
         best = int(order[np.argmax(dist[order])])
         chosen.append(best)
         dist = np.minimum(dist, _min_distances(candidate_emb, candidate_emb[best : best + 1]))
@@ -429,9 +453,10 @@ def select(strategy: Strategy, model: nn.Module, pool: Pool, candidates: np.ndar
 
     ``subsample`` scores only a random subset of that size (DFAL's protocol
     for large pools).  Ties are broken by a random order drawn from ``rng``,
-    so a run is deterministic given its seed.  A strategy with
-    ``diversity`` set gets n picks spread over its ``diversity_factor x n``
-    best-scored candidates (``_spread``), still best first.
+    so a run is deterministic given its seed.  The strategy scores the
+    candidates, then its ``choose`` picks the batch from the ranking (core-set:
+    k-center greedy; ``diversity`` set: n picks spread over the
+    ``diversity_factor x n`` best, still best first); by default the top n.
     """
     labeled = np.unique(np.asarray(labeled_ids if labeled_ids is not None else [], dtype=np.int64))
     pool_ids = np.unique(np.asarray(candidates, dtype=np.int64))
@@ -448,23 +473,20 @@ def select(strategy: Strategy, model: nn.Module, pool: Pool, candidates: np.ndar
     if len(pool_ids) == 0 or n == 0:
         empty = np.empty(0, dtype=np.int64)
         return Selection(empty, np.empty(0), repr(strategy), empty, np.empty(0))
-    if strategy.diverse:
-        emb = embeddings(model, pool, pool_ids, ctx)
-        lab = embeddings(model, pool, labeled, ctx) if len(labeled) else np.empty((0, emb.shape[1]))
-        picks = np.array(_kcenter_greedy(emb, lab, n, order), dtype=np.int64)
-        chosen = pool_ids[picks]
-        scores = _min_distances(emb[picks], lab) if len(lab) else np.full(len(picks), np.inf)
-    else:
-        all_scores = np.asarray(strategy.score(model, pool, pool_ids, ctx), dtype=np.float64)
-        if all_scores.shape != (len(pool_ids),):
-            raise RuntimeError(f"{strategy!r} returned {all_scores.shape} scores for {len(pool_ids)} items")
-        # stable sort on the shuffled order: equal scores come out in random (seeded) order
-        ranked = order[np.argsort(-all_scores[order], kind="stable")]
-        if strategy.diversity == "none":
-            ranked = ranked[:n]
-        else:
-            ranked = _spread(strategy, model, pool, pool_ids, all_scores, ranked, n, rng, ctx)
-        chosen, scores = pool_ids[ranked], all_scores[ranked]
+    all_scores = np.asarray(strategy.score(model, pool, pool_ids, ctx), dtype=np.float64)
+    if all_scores.shape != (len(pool_ids),):
+        raise RuntimeError(f"{strategy!r} returned {all_scores.shape} scores for {len(pool_ids)} items")
+    # stable sort on the shuffled order: equal scores come out in random (seeded) order
+    ranked = order[np.argsort(-all_scores[order], kind="stable")]
+    picks = strategy.choose(model, pool, pool_ids, all_scores, ranked, n, ctx, rng)
+    if picks is None:
+        picks = ranked[:n]
+    picks = np.asarray(picks, dtype=np.int64)
+    if len(picks) > n or len(np.unique(picks)) != len(picks) or (len(picks) and (
+            picks.min() < 0 or picks.max() >= len(pool_ids))):
+        raise RuntimeError(f"{strategy!r} chose {len(picks)} positions, not at most {n} distinct candidates")
+    ctx.memo.clear()
+    chosen, scores = pool_ids[picks], all_scores[picks]
     probs = predict_proba(model, pool, chosen, batch_size=batch_size, rows=rows)
     return Selection(item_ids=chosen, scores=scores, strategy=repr(strategy),
                      predicted=probs.argmax(1).astype(np.int64), confidence=probs.max(1))

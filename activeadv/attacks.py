@@ -6,18 +6,29 @@ range, ``None`` for unbounded feature vectors); the model is put in eval mode
 for the attack and its previous mode is restored (as torchattacks does).
 Samples never interact: the networks have no batch-norm, so a batch of N is
 N independent attacks.
+
+``fgsm`` and ``pgd`` take ``norm="inf"`` (the sign of the gradient, an L-inf
+ball) or ``norm="2"`` (the gradient scaled to L2 length, an L2 ball), and a
+``target`` (N,) of class indices for a *targeted* attack: the step then
+*decreases* ``CE(x, target)`` instead of increasing ``CE(x, y)``.
+``iterative_least_likely`` is the targeted BIM toward each row's least-likely
+class (iter-LL).  Gradients are taken w.r.t. the input only: the model's
+parameters are frozen for the attack and its mode is restored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 Clip = tuple[float, float] | None
+Norm = Literal["inf", "2"]
+NORMS = ("inf", "2")
 
 
 @contextmanager
@@ -47,56 +58,148 @@ def _loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.
     return grad
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, clip: Clip = (0.0, 1.0)) -> torch.Tensor:
+def _l2_normalize(d: torch.Tensor) -> torch.Tensor:
+    """Each row of ``d`` scaled to unit L2 norm (rows of zeros stay zero)."""
+    norms = d.reshape(d.shape[0], -1).norm(dim=1).clamp_min(1e-12)
+    return d / norms.view(-1, *([1] * (d.dim() - 1)))
+
+
+def _check_norm(norm: str) -> None:
+    if norm not in NORMS:
+        raise ValueError(f"norm must be 'inf' or '2', got {norm!r}")
+
+
+def _attack_label(y: torch.Tensor | None, target: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+    """The label whose CE the attack follows, and the sign of the step: +1 away from ``y``, -1 toward ``target``."""
+    if target is not None and y is None:
+        return target, -1.0
+    if y is not None and target is None:
+        return y, 1.0
+    raise ValueError("give exactly one of y (untargeted) and target (targeted)")
+
+
+def _direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """The ascent direction of unit size in ``norm``: ``sign(grad)`` (L-inf), ``grad / ||grad||_2`` per row (L2)."""
+    return grad.sign() if norm == "inf" else _l2_normalize(grad)
+
+
+def _project(adv: torch.Tensor, x: torch.Tensor, epsilon: float, norm: str) -> torch.Tensor:
+    """``adv`` moved back into the ``norm`` ball of radius ``epsilon`` around ``x`` (per row)."""
+    if norm == "inf":
+        return torch.max(torch.min(adv, x + epsilon), x - epsilon)
+    delta = adv - x
+    norms = delta.reshape(delta.shape[0], -1).norm(dim=1).clamp_min(1e-12)
+    scale = (epsilon / norms).clamp(max=1.0).view(-1, *([1] * (delta.dim() - 1)))
+    return x + delta * scale
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, epsilon: float, clip: Clip = (0.0, 1.0), *,
+         norm: Norm = "inf", target: torch.Tensor | None = None) -> torch.Tensor:
     """Fast Gradient Sign Method (Goodfellow et al. 2015): ``clip(x + eps * sign(grad_x CE(x, y)))``.
 
-    ``||fgsm(x) - x||_inf <= eps``.  ``y`` is the label the attack moves away
-    from: the true label, or the model's prediction to avoid label leaking
-    (Kurakin et al. 2016).
+    ``x``: (N, ...) float in ``clip``; ``y``: (N,) int64, the label the attack
+    moves away from: the true label, or the model's prediction to avoid label
+    leaking (Kurakin et al. 2016).  Returns a detached tensor of ``x``'s shape
+    inside ``clip``.
+
+    ``target`` (N,) int64 instead of ``y``: the targeted variant (Kurakin et
+    al. 2016, "one-step target class"), ``clip(x - eps * sign(grad_x CE(x,
+    target)))``, which moves toward ``target``.  ``norm="2"``: the fast
+    gradient method in L2 (Goodfellow et al. 2015; Kurakin et al. 2017),
+    ``x +/- eps * grad / ||grad||_2`` per row.  Either way
+    ``||fgsm(x) - x|| <= eps`` in ``norm`` (clipping to the box, which holds
+    ``x``, only shortens the step).
     """
+    _check_norm(norm)
+    label, sign = _attack_label(y, target)
     with eval_mode(model):
-        grad = _loss_gradient(model, x, y)
-    return _clip(x.detach() + epsilon * grad.sign(), clip).detach()
+        grad = _loss_gradient(model, x, label)
+    return _clip(x.detach() + sign * epsilon * _direction(grad, norm), clip).detach()
+
+
+def _random_start(x: torch.Tensor, epsilon: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
+    """A uniform point of the L-inf box, or a random direction at a uniform radius in ``[0, eps]`` for L2."""
+    if norm == "inf":
+        noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device, x.dtype)
+        return x + (2 * noise - 1) * epsilon
+    direction = _l2_normalize(torch.randn(x.shape, generator=generator, device="cpu"))
+    radius = torch.rand(x.shape[0], generator=generator, device="cpu").view(-1, *([1] * (x.dim() - 1)))
+    return x + (direction * radius * epsilon).to(x.device, x.dtype)
 
 
 def pgd(
     model: nn.Module,
     x: torch.Tensor,
-    y: torch.Tensor,
+    y: torch.Tensor | None,
     epsilon: float,
     steps: int = 10,
     step_size: float | None = None,
     random_start: bool = True,
     clip: Clip = (0.0, 1.0),
     generator: torch.Generator | None = None,
+    *,
+    norm: Norm = "inf",
+    target: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Projected gradient descent in the L-inf ball (Madry et al. 2018); BIM (Kurakin et al.) without random start.
+    """Projected gradient descent (Madry et al. 2018); BIM (Kurakin et al. 2016) without random start.
 
-    Each step moves ``step_size`` (default ``2.5 * eps / steps``) along the
-    gradient sign and projects back into ``[x - eps, x + eps]`` and ``clip``.
+    ``x``: (N, ...) float in ``clip``; ``y``: (N,) int64 labels to move away
+    from, or ``target`` (N,) int64 classes to move toward (the targeted
+    iterative attack of Kurakin et al. 2016: each step *decreases*
+    ``CE(x, target)``).  Each step moves ``step_size`` (default
+    ``2.5 * eps / steps``, Madry et al.) along ``sign(grad)`` (``norm="inf"``)
+    or along ``grad / ||grad||_2`` per row (``norm="2"``), then projects back
+    into the ``norm`` ball of radius ``eps`` around ``x`` and into ``clip``.
+    The random start is uniform in the L-inf box, or a uniformly random
+    direction at a radius uniform in ``[0, eps]`` for L2 (as torchattacks'
+    PGDL2).  Returns a detached tensor of ``x``'s shape with
+    ``||adv - x|| <= eps`` in ``norm``.
     """
     if steps < 1:
         raise ValueError("steps must be >= 1")
+    _check_norm(norm)
+    label, sign = _attack_label(y, target)
     step_size = 2.5 * epsilon / steps if step_size is None else step_size
     x = x.detach()
     with eval_mode(model):
-        if random_start:
-            noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device, x.dtype)
-            adv = _clip(x + (2 * noise - 1) * epsilon, clip)
-        else:
-            adv = x.clone()
+        adv = _clip(_random_start(x, epsilon, norm, generator), clip) if random_start else x.clone()
         for _ in range(steps):
-            grad = _loss_gradient(model, adv, y)
-            adv = adv + step_size * grad.sign()
-            adv = torch.max(torch.min(adv, x + epsilon), x - epsilon)
-            adv = _clip(adv, clip).detach()
+            grad = _loss_gradient(model, adv, label)
+            adv = adv + sign * step_size * _direction(grad, norm)
+            adv = _clip(_project(adv, x, epsilon, norm), clip).detach()
     return adv
 
 
-def _l2_normalize(d: torch.Tensor) -> torch.Tensor:
-    """Each row of ``d`` scaled to unit L2 norm (rows of zeros stay zero)."""
-    norms = d.reshape(d.shape[0], -1).norm(dim=1).clamp_min(1e-12)
-    return d / norms.view(-1, *([1] * (d.dim() - 1)))
+def least_likely_class(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``argmin_y p(y | x)`` per row (N,) int64: the target of the iter-LL attack (Kurakin et al. 2016)."""
+    with eval_mode(model), torch.no_grad():
+        return model(x.detach()).argmin(1)
+
+
+def iterative_least_likely(
+    model: nn.Module,
+    x: torch.Tensor,
+    epsilon: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    clip: Clip = (0.0, 1.0),
+    *,
+    norm: Norm = "inf",
+) -> torch.Tensor:
+    """Iterative least-likely class method, iter-LL (Kurakin, Goodfellow & Bengio 2016, "Adversarial examples in
+    the physical world"; used for adversarial training at scale in Kurakin et al. 2017).
+
+    The target is the least-likely class of the *clean* input,
+    ``y_LL = argmin p(y | x)``, fixed for all steps; then targeted BIM (no
+    random start): ``x_{n+1} = clip_{x,eps}(x_n - step * sign(grad CE(x_n, y_LL)))``.
+    No label is needed, so there is no label leaking.  Default step as ``pgd``
+    (``2.5 * eps / steps``; the paper's 1/255 a step for ``min(eps*255 + 4,
+    1.25 * eps*255)`` steps travels 1.25 eps).  ``x``: (N, ...) in ``clip``;
+    returns the detached adversarial batch, ``||adv - x|| <= eps`` in ``norm``.
+    """
+    target = least_likely_class(model, x)
+    return pgd(model, x, None, epsilon, steps=steps, step_size=step_size, random_start=False, clip=clip,
+               norm=norm, target=target)
 
 
 def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,11 @@
 A ``Pool`` maps stable item ids to inputs in [0, 1] (images as ``(C, H, W)``
 float32, vectors as ``(D,)``).  Nothing outside this module knows whether the
 pixels live in memory (built-in ``digits``, IDX, ``.npz``) or are decoded from
-an image folder on demand; callers ask for ``load(ids)`` or stream
-``batches(ids)`` so that memory stays bounded however large the pool is.
+an image folder on demand; callers ask for ``load(ids)`` or make a pass with
+``stream(pool, ids, batch_size)`` (``Pool.batches`` on a device, with a
+progress bar) so that memory stays bounded however large the pool is.
+``chunks(seq, size)`` is the one slicing loop behind both (and behind the
+network's row slices).
 
 Dataset specs accepted by ``load_dataset``::
 
@@ -25,13 +28,45 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from activeadv.errors import DataError
+from activeadv.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
+
+_Sliceable = TypeVar("_Sliceable")  # a list, an array, a tensor: anything with len() and slices
+
+
+def chunks(seq: _Sliceable, size: int) -> Iterator[_Sliceable]:
+    """``seq[0:size]``, ``seq[size:2*size]``, ...: consecutive slices (views for arrays and tensors), the last
+    one shorter when ``len(seq)`` is not a multiple of ``size``; nothing for an empty ``seq``."""
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
+    for start in range(0, len(seq), size):  # type: ignore[arg-type]
+        yield seq[start : start + size]  # type: ignore[index]
+
+
+def stream(pool: Pool, ids: np.ndarray | Sequence[int], batch_size: int, *,
+           device: torch.device | str | None = None, desc: str = "", progress: bool = False
+           ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """One pass over ``ids`` of ``pool``: ``(ids_chunk, inputs)`` per batch of ``batch_size``, in order.
+
+    Every pass over a pool goes through here (prediction, evaluation, each
+    score, embeddings, the benchmarks): ``pool.batches`` (a folder pool decodes
+    the next batch while this one is used), inputs moved to ``device`` when
+    given, and an images/s progress bar (``desc``) when ``progress`` is asked
+    and stderr is a terminal.  Only one or two batches are in memory at a time.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    with progress_bar(progress, total=len(ids), desc=desc, unit="img", unit_scale=True, leave=False) as bar:
+        for chunk, x in pool.batches(ids, batch_size):
+            yield chunk, x if device is None else x.to(device)
+            bar.update(len(chunk))
+
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 DATASET_KINDS = ("digits", "idx", "npz", "folder")
@@ -102,7 +137,7 @@ class Pool:
     def _position_of(self, item_id: int) -> int:
         return int(self.positions([item_id])[0])
 
-    def with_ids(self, ids: np.ndarray | Sequence[int]) -> "Pool":
+    def with_ids(self, ids: np.ndarray | Sequence[int]) -> Pool:
         """The same items under other ids (e.g. database keys), in the same order."""
         new_ids = np.asarray(ids, dtype=np.int64)
         if len(new_ids) != len(self.ids):
@@ -111,12 +146,12 @@ class Pool:
         clone.unreadable = set()
         return clone
 
-    def subset(self, ids: np.ndarray | Sequence[int]) -> "Pool":
+    def subset(self, ids: np.ndarray | Sequence[int]) -> Pool:
         """A view on some of the items, under the same ids: nothing is loaded or copied."""
         ids = np.asarray(ids, dtype=np.int64)
         return self._clone(ids, self.positions(ids))  # shares ``unreadable``: same ids, same files
 
-    def _clone(self, ids: np.ndarray, storage_positions: np.ndarray) -> "Pool":
+    def _clone(self, ids: np.ndarray, storage_positions: np.ndarray) -> Pool:
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone.ids = ids
@@ -140,10 +175,11 @@ class Pool:
         return self._load_positions(self.positions(ids), ids)
 
     def batches(self, ids: np.ndarray | Sequence[int], batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """Stream ``(ids_chunk, inputs)`` so that only one batch is in memory at a time."""
-        ids = np.asarray(ids, dtype=np.int64)
-        for start in range(0, len(ids), batch_size):
-            chunk = ids[start : start + batch_size]
+        """``(ids_chunk, inputs)`` batch by batch, so that only one batch is in memory at a time.
+
+        The source's own iteration; a pass over the pool uses ``stream``, which adds the device and progress.
+        """
+        for chunk in chunks(np.asarray(ids, dtype=np.int64), batch_size):
             yield chunk, self.load(chunk)
 
     def fingerprint(self, item_id: int) -> str:
@@ -221,20 +257,17 @@ class FolderPool(Pool):
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        ids = np.asarray(ids, dtype=np.int64)
-        starts = range(0, len(ids), batch_size)
-        if len(starts) <= 1:
+        parts = list(chunks(np.asarray(ids, dtype=np.int64), batch_size))  # views: no copy of the ids
+        if len(parts) <= 1:
             yield from super().batches(ids, batch_size)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="folder-decode") as executor:
-            pending = executor.submit(self.load, ids[:batch_size])
+            pending = executor.submit(self.load, parts[0])
             try:
-                for start in starts:
-                    chunk = ids[start : start + batch_size]
+                for k, chunk in enumerate(parts):
                     x = pending.result()
-                    nxt = start + batch_size
-                    if nxt < len(ids):
-                        pending = executor.submit(self.load, ids[nxt : nxt + batch_size])
+                    if k + 1 < len(parts):
+                        pending = executor.submit(self.load, parts[k + 1])
                     yield chunk, x
             finally:
                 pending.cancel()
@@ -327,7 +360,8 @@ def read_idx(path: Path) -> np.ndarray:
             header = fh.read(4)
             if len(header) != 4 or header[0] != 0 or header[1] != 0:
                 raise DataError(f"{path} is not an IDX file")
-            dtype = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}.get(header[2])
+            dtype: Any = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
+                          0x0E: ">f8"}.get(header[2])
             if dtype is None:
                 raise DataError(f"{path}: unknown IDX data type 0x{header[2]:02x}")
             ndim = header[3]

@@ -37,8 +37,15 @@ from activeadv.data import Dataset, load_dataset
 from activeadv.errors import ConfigError, WaitTimeoutError
 from activeadv.oracle import Oracle
 from activeadv.progress import bar as progress_bar
-from activeadv.records import (EvalMetrics, ProjectInfo, ProjectStatus, RegisterResult, RoundInfo, RoundResult,
-                               Selection, SimulationInfo)
+from activeadv.records import (
+    EvalMetrics,
+    ProjectInfo,
+    ProjectStatus,
+    RegisterResult,
+    RoundInfo,
+    RoundResult,
+    Selection,
+)
 from activeadv.store import Store
 
 log = logging.getLogger(__name__)
@@ -123,7 +130,7 @@ def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle,
             _collect(store, project, oracle, skip_round=rnd.id if rnd and rnd.state == "selected" else None)
         phase_done("collected")
         if rnd is None:
-            rnd = _start(store, project, opts, repr(strategy))
+            rnd = _start(store, project, opts, strategy)
         else:
             log.info("resuming round %d (%s)", rnd.number, rnd.state)
             strategy = _resumed_strategy(rnd, strategy)
@@ -264,29 +271,30 @@ def run_rounds(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle
 
 
 def _resumed_strategy(rnd: RoundInfo, asked: acquisition.Strategy) -> acquisition.Strategy:
-    """An interrupted round is finished with the strategy (and parameters) it started with, whatever
-    --strategy says now."""
-    if rnd.strategy == SEED_STRATEGY or rnd.strategy == repr(asked):
+    """An interrupted round is finished with the strategy (name and parameters) it started with, whatever
+    --strategy says now: ``make_strategy(rnd.strategy, **rnd.strategy_params)``."""
+    if rnd.strategy == SEED_STRATEGY:
         return asked
-    name, params = acquisition.parse_strategy(rnd.strategy)
     try:
-        own = acquisition.make_strategy(name, **params)
+        own = acquisition.make_strategy(rnd.strategy, **rnd.strategy_params)
     except ConfigError:  # written by a version with other strategies or parameters
         log.warning("round %d started with %s, which this version cannot rebuild; finishing it with %r",
-                    rnd.number, rnd.strategy, asked)
+                    rnd.number, rnd.strategy_text, asked)
+        return asked
+    if (own.name, own.params()) == (asked.name, asked.params()):
         return asked
     log.warning("finishing round %d with its own strategy %r (not %r)", rnd.number, own, asked)
     return own
 
 
-def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy_name: str) -> RoundInfo:
+def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy: acquisition.Strategy) -> RoundInfo:
     labeled, _ = store.labels(project.id)
     waiting = sum(len(sel) for _, sel in store.pending(project.id))
     if len(labeled):
         if waiting:
             log.warning("%d requested item(s) are still unanswered; training on the %d labels there are",
                         waiting, len(labeled))
-        return store.start_round(project.id, strategy_name, opts.query_size)
+        return store.start_round(project.id, strategy.name, opts.query_size, params=strategy.params())
     if waiting:
         raise ConfigError(f"no labels yet: {waiting} requested item(s) are still waiting for annotators")
     if store.rounds(project.id):
@@ -438,78 +446,3 @@ def train_config_for(project: ProjectInfo, **overrides: object) -> training.Trai
     values = {k: v for k, v in project.train_settings.items() if k in known}
     values.update({k: v for k, v in overrides.items() if v is not None})
     return replace(training.TrainConfig(), **values)
-
-
-# ---------------------------------------------------------------------- report
-def write_report(status: ProjectStatus, simulations: list[SimulationInfo], out_dir: Path) -> list[Path]:
-    """``rounds.csv``, ``simulations.csv`` and ``accuracy.png``: test accuracy against labels used.
-
-    The project's rounds are one line; each stored simulation of the same
-    dataset adds one dashed line per strategy (mean over seeds), so the live
-    project can be compared with what the simulation predicted.
-    """
-    import csv
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rounds = [r for r in status.rounds if r.metrics is not None]
-    rounds_csv = out_dir / "rounds.csv"
-    with rounds_csv.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["round", "strategy", "state", "labels", "selected", "accuracy", "fgsm_accuracy",
-                         "pgd_accuracy", "stop_agreement", "seconds"])
-        for r in status.rounds:
-            m = r.metrics
-            writer.writerow([r.number, r.strategy, r.state, r.labels_used, r.selected,
-                             m.accuracy if m else "", m.fgsm_accuracy if m and m.fgsm_accuracy is not None else "",
-                             m.pgd_accuracy if m and m.pgd_accuracy is not None else "",
-                             "" if r.stop_agreement is None else r.stop_agreement,
-                             round(sum(r.timings.values()), 3)])
-    sims_csv = out_dir / "simulations.csv"
-    with sims_csv.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["run", "strategy", "seed", "round", "labels", "accuracy", "fgsm_accuracy"])
-        for run in simulations:
-            for p in run.points:
-                writer.writerow([run.id, p.strategy, p.seed, p.round, p.labels, p.accuracy,
-                                 "" if p.fgsm_accuracy is None else p.fgsm_accuracy])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    if rounds:
-        ax.plot([r.labels_used for r in rounds], [r.metrics.accuracy for r in rounds], "o-", color="black",
-                label=f"{status.project.name} (clean)")
-        for attack, marker in (("fgsm", "s:"), ("pgd", "^:")):
-            curve = [(r.labels_used, getattr(r.metrics, f"{attack}_accuracy")) for r in rounds
-                     if getattr(r.metrics, f"{attack}_accuracy") is not None]
-            if curve:
-                ax.plot(*zip(*curve), marker, color="gray", label=f"{status.project.name} ({attack.upper()})")
-        _, stable_round = stopping_state(list(status.rounds), stopping.StabilizingPredictions())
-        stable = [r.labels_used for r in rounds if r.number == stable_round]
-        if stable:
-            ax.axvline(stable[0], color="green", linestyle="-.", linewidth=1,
-                       label=f"predictions stable (round {stable_round})")
-    for run in simulations:
-        by_strategy: dict[str, dict[int, list[float]]] = {}
-        for p in run.points:
-            by_strategy.setdefault(p.strategy, {}).setdefault(p.labels, []).append(p.accuracy)
-        for strategy, curve in sorted(by_strategy.items()):
-            xs = sorted(curve)
-            ax.plot(xs, [float(np.mean(curve[x])) for x in xs], "--", alpha=0.7,
-                    label=f"simulate #{run.id}: {strategy}")
-    ax.set_xlabel("labels used for training")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"{status.project.name} ({status.project.dataset})")
-    ax.grid(alpha=0.3)
-    if rounds or simulations:
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no evaluated rounds yet", ha="center", va="center", transform=ax.transAxes)
-    png = out_dir / "accuracy.png"
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    return [rounds_csv, sims_csv, png]

@@ -227,7 +227,8 @@ def start(cfg: ServerConfig, *, timeout: float = 180.0) -> ServerInfo:
     """
     exe = label_studio_bin(cfg.home)
     if not exe.exists():
-        raise LabelStudioError(f"Label Studio is not installed in {venv_dir(cfg.home)}; run 'activeadv labelstudio install'")
+        raise LabelStudioError(f"Label Studio is not installed in {venv_dir(cfg.home)}; "
+                               "run 'activeadv labelstudio install'")
     data_dir = cfg.data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o700)  # it holds the token, the admin password and the server's database
@@ -263,6 +264,10 @@ def start(cfg: ServerConfig, *, timeout: float = 180.0) -> ServerInfo:
         "FRONTEND_SENTRY_DSN": "",
         "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(files_root),
+        # this server listens on loopback beside `activeadv serve`: let its webhooks and ML-backend calls reach
+        # 127.0.0.1 (Label Studio refuses local addresses by default, against SSRF from a public server)
+        "SSRF_PROTECTION_ENABLED": "false",
+        "ML_BLOCK_LOCAL_IP": "false",
     })
     log_file = data_dir / "server.log"
     cmd = [str(exe), "start", "--no-browser", "--internal-host", cfg.host, "--port", str(cfg.port)]

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from activeadv.data import chunks
 from activeadv.errors import ConfigError
 
 ARCHITECTURES = ("auto", "cnn", "mlp")
@@ -30,8 +31,12 @@ CPU_ROWS = 64
 def row_slices(x: torch.Tensor, rows: int | None = None) -> Iterator[torch.Tensor]:
     """``x`` cut into the slices a network pass runs on: ``rows`` each, by default ``CPU_ROWS`` on CPU, all on GPU."""
     size = rows or (x.shape[0] if x.device.type != "cpu" else CPU_ROWS)
-    for start in range(0, x.shape[0], max(1, size)):
-        yield x[start : start + size]
+    yield from chunks(x, max(1, size))
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's weights live: the device a pass over the pool moves its batches to."""
+    return next(model.parameters()).device
 
 
 class SmallCNN(nn.Module):

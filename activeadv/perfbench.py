@@ -43,10 +43,10 @@ from torch import nn
 
 from activeadv import __version__, attacks
 from activeadv.acquisition import DFAL, ScoringContext, Strategy, make_strategy, per_item, select
-from activeadv.data import Pool, load_dataset
+from activeadv.data import Pool, load_dataset, stream
 from activeadv.errors import ConfigError
-from activeadv.networks import count_parameters
-from activeadv.training import TrainConfig, evaluate, resolve_device, stream, train
+from activeadv.networks import count_parameters, device_of
+from activeadv.training import TrainConfig, evaluate, resolve_device, train
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,10 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rho (ranks by stable sort; ties are rare for continuous scores)."""
     if len(a) < 2:
         return float("nan")
-    ra = np.empty(len(a)); ra[np.argsort(a, kind="stable")] = np.arange(len(a))
-    rb = np.empty(len(b)); rb[np.argsort(b, kind="stable")] = np.arange(len(b))
+    ra = np.empty(len(a))
+    ra[np.argsort(a, kind="stable")] = np.arange(len(a))
+    rb = np.empty(len(b))
+    rb[np.argsort(b, kind="stable")] = np.arange(len(b))
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
@@ -107,7 +109,7 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 def forward_pass(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: ScoringContext) -> None:
     """Forward only, inference mode: the floor of any model-based score (same row slices as the scores)."""
     with attacks.eval_mode(model), torch.inference_mode():
-        for _, x in stream(model, pool, ids, ctx.batch_size, desc="forward"):
+        for _, x in stream(pool, ids, ctx.batch_size, device=device_of(model), desc="forward"):
             for rows in ctx.slices(x):
                 model(rows)
 
@@ -119,7 +121,7 @@ def forward_backward(model: nn.Module, pool: Pool, ids: np.ndarray, ctx: Scoring
     so that their ratios to it compare work, not batch shapes.
     """
     with attacks.eval_mode(model):
-        for _, batch in stream(model, pool, ids, ctx.batch_size, desc="forward+backward"):
+        for _, batch in stream(pool, ids, ctx.batch_size, device=device_of(model), desc="forward+backward"):
             for rows in ctx.slices(batch):
                 x = rows.requires_grad_(True)
                 logits = model(x)
@@ -158,7 +160,7 @@ def art_deepfool(model: nn.Module, x: torch.Tensor, num_classes: int, *, steps: 
     from art.attacks.evasion import DeepFool
     from art.estimators.classification import PyTorchClassifier
 
-    device = next(model.parameters()).device
+    device = device_of(model)
     clf = PyTorchClassifier(model=copy.deepcopy(model).eval(), loss=nn.CrossEntropyLoss(),
                             input_shape=tuple(x.shape[1:]), nb_classes=num_classes, clip_values=(0.0, 1.0),
                             device_type="gpu" if device.type == "cuda" else "cpu")
@@ -332,7 +334,7 @@ def scoring_bench(cfg: ScoringBenchConfig, *, progress: bool = False,
     reference = scores_of.get(EXACT)
     position = {int(i): p for p, i in enumerate(ids)}
     for row in rows:
-        scores = scores_of.get(row["method"])
+        scores = scores_of.get(str(row["method"]))
         if reference is None or scores is None:
             continue
         if row["images"] == len(ids):
@@ -374,7 +376,8 @@ class RoundBenchConfig:
 
 
 class _TimedStrategy(Strategy):
-    """Delegates scoring and records how long it took, so select()'s own work can be told apart."""
+    """Delegates scoring and choosing and records how long scoring took, so select()'s own work (the ranking,
+    the strategy's choice of the batch, the predictions) can be told apart."""
 
     def __init__(self, inner: Strategy) -> None:
         self.inner, self.seconds = inner, 0.0
@@ -390,6 +393,9 @@ class _TimedStrategy(Strategy):
             return self.inner.score(model, pool, ids, ctx)
         finally:
             self.seconds += time.perf_counter() - t0
+
+    def choose(self, model, pool, ids, scores, ranked, n, ctx, rng):
+        return self.inner.choose(model, pool, ids, scores, ranked, n, ctx, rng)
 
 
 def round_bench(cfg: RoundBenchConfig, *, progress: bool = False,
@@ -424,14 +430,13 @@ def round_bench(cfg: RoundBenchConfig, *, progress: bool = False,
         metrics = evaluate(model, ds.test, train_cfg, progress=progress)
         timings["evaluate"] = time.perf_counter() - t0
         candidates = np.setdiff1d(universe, labeled)
-        timed = strategy if strategy.diverse else _TimedStrategy(strategy)
+        timed = _TimedStrategy(strategy)
         t0 = time.perf_counter()
         selection = select(timed, model, pool, candidates, cfg.query, rng=rng, labeled_ids=labeled,
                            progress=progress)
         total = time.perf_counter() - t0
-        scored = timed.seconds if isinstance(timed, _TimedStrategy) else total
-        timings["score"] = scored
-        timings["select"] = total - scored if isinstance(timed, _TimedStrategy) else 0.0
+        timings["score"] = timed.seconds
+        timings["select"] = total - timed.seconds
         timings["total"] = sum(timings.values())
         rounds.append({"round": number, "labels": int(len(labeled)), "candidates": int(len(candidates)),
                        "accuracy": metrics.accuracy, "fgsm_accuracy": metrics.fgsm_accuracy, "seconds": timings})
@@ -439,7 +444,7 @@ def round_bench(cfg: RoundBenchConfig, *, progress: bool = False,
             + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
         labeled = np.union1d(labeled, selection.item_ids)  # the simulated annotators answer at once
     phases = ("train", "evaluate", "score", "select", "total")
-    summary = {p: dict(zip(("median", "min", "max"), _median_spread([r["seconds"][p] for r in rounds])))
+    summary = {p: dict(zip(("median", "min", "max"), _median_spread([r["seconds"][p] for r in rounds])))  # type: ignore[index]
                for p in phases}
     config = asdict(cfg)
     config["train"] = train_cfg.to_dict()

@@ -8,10 +8,31 @@ positions inside a subset.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+
+
+def strategy_text(name: str, params: Mapping[str, object]) -> str:
+    """A strategy with every parameter, for display: ``dfal(mode=fast, top_k=10, ...)``, or the bare name.
+
+    What ``repr(Strategy)`` shows; a round stores ``name`` and ``params`` apart
+    (``RoundInfo.strategy`` / ``strategy_params``), never this text.
+    """
+    args = ", ".join(f"{k}={v}" for k, v in params.items())
+    return f"{name}({args})" if args else name
+
+
+def strategy_label(name: str, params: Mapping[str, object]) -> str:
+    """A strategy in a few characters, for tables: the name, its ``mode`` when it has one, its batch diversity.
+
+    ``dfal(fast)``, ``dfal(exact)+kcenter``, ``entropy+kmeans++``, ``seed``.
+    """
+    label = f"{name}({params['mode']})" if "mode" in params else name
+    diversity = params.get("diversity", "none")
+    return label if diversity in (None, "none") else f"{label}+{diversity}"
 
 
 @dataclass(frozen=True)
@@ -147,7 +168,12 @@ class LabelRow:
 
 @dataclass(frozen=True)
 class RoundInfo:
-    """One round as stored: how far it got (``state``) and what it used."""
+    """One round as stored: how far it got (``state``) and what it used.
+
+    ``strategy`` is the registry name (``seed`` for the seed round) and
+    ``strategy_params`` its JSON parameters: ``acquisition.make_strategy(strategy,
+    **strategy_params)`` rebuilds it; ``strategy_text`` / ``strategy_label`` show it.
+    """
 
     id: int
     number: int
@@ -162,6 +188,17 @@ class RoundInfo:
     model_path: str | None = None
     metrics: EvalMetrics | None = None
     stop_agreement: float | None = None  # kappa with the previous round's model on the stop set
+    strategy_params: dict = field(default_factory=dict)
+
+    @property
+    def strategy_text(self) -> str:
+        """``dfal(mode=fast, top_k=10, ...)``: the strategy with every parameter."""
+        return strategy_text(self.strategy, self.strategy_params)
+
+    @property
+    def strategy_label(self) -> str:
+        """``dfal(fast)``, ``entropy+kcenter``: the strategy for a table column."""
+        return strategy_label(self.strategy, self.strategy_params)
 
 
 @dataclass(frozen=True)
@@ -212,3 +249,36 @@ class Disagreement:
     label: str | None
     votes: dict[str, int]  # class name -> number of annotators who chose it
     tie: bool
+
+    @property
+    def rule(self) -> str:
+        """The rule that decided this item, as stored and reported (``resolve`` in labelstudio/annotations.py)."""
+        if self.tie:
+            return "tie between the top labels: no label, flagged for a person"
+        return "majority of annotators (latest answer each)"
+
+
+@dataclass(frozen=True)
+class DisagreementRow:
+    """A stored disagreement (``disagreements`` table): an item's votes and the rule applied."""
+
+    item_id: int
+    label: str | None
+    votes: dict[str, int]
+    tie: bool
+    rule: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """A stored webhook delivery; ``processed_at`` None until the worker acted on it."""
+
+    id: int
+    dedupe_key: str
+    action: str
+    payload: dict
+    received_at: datetime
+    processed_at: datetime | None
+    attempts: int
+    error: str | None

@@ -151,6 +151,8 @@ class Round(Base):
     """One active-learning round; ``state`` says how far it got, so a rerun resumes it.
 
     States, in order: open -> trained -> selected -> requested -> done.
+    ``strategy`` is the strategy's registry name (``seed`` for the seed round)
+    and ``strategy_params`` its parameters as JSON (``Strategy.params()``).
     """
 
     __tablename__ = "rounds"
@@ -164,6 +166,7 @@ class Round(Base):
     number: Mapped[int]
     state: Mapped[str] = mapped_column(String(16), default="open")
     strategy: Mapped[str] = mapped_column(String(200))
+    strategy_params: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     query_size: Mapped[int]
     labels_used: Mapped[int | None]
     selected: Mapped[int | None]
@@ -255,3 +258,50 @@ class Lock(Base):
     host: Mapped[str] = mapped_column(String(255))
     acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """A Label Studio webhook delivery (or ML-backend training event), stored before anything acts on it.
+
+    ``dedupe_key`` is built from the payload (action, annotation ids, their
+    ``updated_at``), so a delivery sent twice is stored once; ``processed_at``
+    stays NULL until the sync that saw the event's change committed, so a
+    service killed between storing and acting finds the event again at restart.
+    The payload is the request body only: headers (the shared secret) are never stored.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("project_id", "dedupe_key"),
+        Index(None, "project_id", "processed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    dedupe_key: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Disagreement(Base):
+    """Annotators of one item disagree: their votes per class and the rule that decided (or refused) the label.
+
+    One row per item, rewritten by each sync that sees the item's task change
+    and removed once its annotators agree again.
+    """
+
+    __tablename__ = "disagreements"
+    __table_args__ = (UniqueConstraint("project_id", "item_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    label: Mapped[str | None] = mapped_column(String(200))
+    votes: Mapped[dict[str, Any]]
+    tie: Mapped[bool]
+    rule: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

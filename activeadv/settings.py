@@ -23,7 +23,7 @@ class Settings:
     device: str = "auto"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``ACTIVEADV_*`` / ``LABEL_STUDIO_*`` variables; explicit overrides win."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {

@@ -43,7 +43,7 @@ class SimulationConfig:
     query_size: int = 20
     budget: int = 300
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    candidates: int | None = None  # score a random subset of the unlabeled pool each round
+    subsample: int | None = None  # score a random subset of the unlabeled pool each round
     dfal_add_adversarial: bool = False
     target_accuracy: float | None = None  # default: 95% of the full-pool accuracy
     oracle_error: float = 0.0
@@ -189,12 +189,12 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
             yield point, phases
             return
         selection = select(strategy, model, pool, pool.ids, min(cfg.query_size, remaining), rng=rng,
-                           labeled_ids=labeled, subsample=cfg.candidates)
+                           labeled_ids=labeled, subsample=cfg.subsample)
         phases["select"] = time.perf_counter() - t2
         oracle.request(selection, round_no)
         answers = oracle.collect()
         new_ids = np.array([a.item_id for a in answers], dtype=np.int64)
-        new_labels = np.array([names[a.label] for a in answers], dtype=np.int64)
+        new_labels = np.array([names[str(a.label)] for a in answers], dtype=np.int64)  # the oracle always answers
         if cfg.dfal_add_adversarial and isinstance(strategy, DFAL) and len(new_ids):
             extra_x.append(strategy.adversarial_examples(model, pool, new_ids))
             extra_y.append(new_labels)
@@ -296,7 +296,7 @@ POINTS_FILE = "points.jsonl"
 def settings_of(cfg: SimulationConfig) -> dict[str, Any]:
     """What decides a simulation's points (``summary.json``'s settings; ``resume`` requires the same)."""
     return {"initial": cfg.initial, "query_size": cfg.query_size, "budget": cfg.budget,
-            "candidates": cfg.candidates, "dfal_add_adversarial": cfg.dfal_add_adversarial,
+            "subsample": cfg.subsample, "dfal_add_adversarial": cfg.dfal_add_adversarial,
             "dfal_mode": cfg.dfal_mode, "oracle_error": cfg.oracle_error,
             "stopping": {"window": cfg.stopping.window, "threshold": cfg.stopping.threshold},
             "train": cfg.train.to_dict()}

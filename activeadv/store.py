@@ -17,6 +17,7 @@ queue for the write lock instead of failing half-way with "database is locked".
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, inspect, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, inspect, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -105,6 +106,17 @@ def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]
         yield values[start : start + size]
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (absolute), None for other backends and in-memory databases."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser().resolve()
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -131,7 +143,7 @@ class Store:
         self.engine = self._make_engine()
 
     @classmethod
-    def open(cls, url: str) -> "Store":
+    def open(cls, url: str) -> Store:
         """Connect and check that the schema is at this version's head revision."""
         try:
             parsed = make_url(url)
@@ -158,7 +170,7 @@ class Store:
             engine = create_engine(self.url, connect_args={"timeout": 60})
 
             @event.listens_for(engine, "connect")
-            def _sqlite_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            def _sqlite_connect(dbapi_connection, _record):
                 dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
                 cursor = dbapi_connection.cursor()
                 cursor.execute("PRAGMA foreign_keys=ON")
@@ -166,7 +178,7 @@ class Store:
                 cursor.close()
 
             @event.listens_for(engine, "begin")
-            def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+            def _sqlite_begin(conn):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
             return engine
@@ -179,7 +191,7 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -202,7 +214,7 @@ class Store:
             raise ConfigError(f"database {self.display_url}: {str(exc.orig).strip().splitlines()[0]}") from None
 
     # ------------------------------------------------------------------ schema
-    def _alembic_config(self, connection: Any = None):  # type: ignore[no-untyped-def]
+    def _alembic_config(self, connection: Any = None):
         from alembic.config import Config
 
         cfg = Config()
@@ -381,7 +393,7 @@ class Store:
                     new_rows.append({"project_id": project_id, "key": key, "content_hash": digest, "split": split,
                                      "created_at": db.utcnow()})
             for chunk in _chunks(new_rows, 5000):
-                s.execute(db.Item.__table__.insert(), list(chunk))
+                s.execute(insert(db.Item), list(chunk))
             added = len(new_rows)
             ids = dict(s.execute(select(db.Item.key, db.Item.id)
                                  .where(db.Item.project_id == project_id, db.Item.split == split)).all())
@@ -576,11 +588,11 @@ class Store:
                                                                       db.Label.id))
             if not history:
                 query = query.where(db.Label.superseded_at.is_(None))
-            return [records.LabelRow(item_id=l.item_id, key=key, label=names[l.class_index], source=l.source,
-                                     annotator=l.annotator, external_id=l.external_id,
-                                     created_at=_from_db_time(l.created_at),  # type: ignore[arg-type]
-                                     current=l.superseded_at is None)
-                    for l, key in s.execute(query)]
+            return [records.LabelRow(item_id=lab.item_id, key=key, label=names[lab.class_index], source=lab.source,
+                                     annotator=lab.annotator, external_id=lab.external_id,
+                                     created_at=_from_db_time(lab.created_at),  # type: ignore[arg-type]
+                                     current=lab.superseded_at is None)
+                    for lab, key in s.execute(query)]
 
     def candidates(self, project_id: int) -> np.ndarray:
         """Pool items that have no current label and are not waiting for (or skipped by) an annotator."""
@@ -607,7 +619,8 @@ class Store:
         if model is not None and model.accuracy is not None:
             metrics = records.EvalMetrics(model.accuracy, model.fgsm_accuracy, model.pgd_accuracy, model.n_test or 0)
         return records.RoundInfo(
-            id=row.id, number=row.number, state=row.state, strategy=row.strategy, query_size=row.query_size,
+            id=row.id, number=row.number, state=row.state, strategy=row.strategy,
+            strategy_params=dict(row.strategy_params or {}), query_size=row.query_size,
             labels_used=row.labels_used, selected=row.selected, timings=dict(row.timings or {}),
             started_at=_from_db_time(row.started_at),  # type: ignore[arg-type]
             finished_at=_from_db_time(row.finished_at), model_path=None if model is None else model.path,
@@ -633,13 +646,20 @@ class Store:
         rounds = self.rounds(project_id)
         return rounds[-1] if rounds and rounds[-1].state != "done" else None
 
-    def start_round(self, project_id: int, strategy: str, query_size: int) -> records.RoundInfo:
-        """A new round numbered after the last one; ``LockedError`` if another process just made it."""
+    def start_round(self, project_id: int, strategy: str, query_size: int, *,
+                    params: dict[str, Any] | None = None) -> records.RoundInfo:
+        """A new round numbered after the last one; ``LockedError`` if another process just made it.
+
+        ``strategy``: the strategy's registry name (``seed`` for the seed
+        round); ``params``: its parameters (``Strategy.params()``), stored as
+        JSON so that an interrupted round is finished with the same strategy.
+        """
+        params = _strategy_params(strategy, params)
         try:
             with self._session() as s:
                 last = s.scalar(select(func.max(db.Round.number)).where(db.Round.project_id == project_id))
                 row = db.Round(project_id=project_id, number=0 if last is None else last + 1, state="open",
-                               strategy=strategy, query_size=int(query_size), timings={})
+                               strategy=strategy, strategy_params=params, query_size=int(query_size), timings={})
                 s.add(row)
                 s.flush()
                 return self._round_record(row, None)
@@ -719,7 +739,8 @@ class Store:
     def selection(self, round_id: int, *, state: str | None = None) -> records.Selection:
         """A round's selection as saved, best first (optionally only items in ``state``)."""
         with self._session() as s:
-            strategy = s.scalar(select(db.Round.strategy).where(db.Round.id == round_id)) or ""
+            strategy = records.strategy_text(*(s.execute(select(db.Round.strategy, db.Round.strategy_params)
+                                                         .where(db.Round.id == round_id)).first() or ("", {})))
             query = select(db.Selection).where(db.Selection.round_id == round_id).order_by(db.Selection.rank)
             if state is not None:
                 query = query.where(db.Selection.state == state)
@@ -729,16 +750,16 @@ class Store:
     def pending(self, project_id: int) -> list[tuple[int, records.Selection]]:
         """Requests still waiting for an answer: ``(round_id, selection)`` per round, oldest first."""
         with self._session() as s:
-            rows = list(s.execute(select(db.Selection, db.Round.strategy)
+            rows = list(s.execute(select(db.Selection, db.Round.strategy, db.Round.strategy_params)
                                   .join(db.Round, db.Round.id == db.Selection.round_id)
                                   .where(db.Round.project_id == project_id, db.Selection.state == "requested")
                                   .order_by(db.Round.number, db.Selection.rank)))
         out: dict[int, tuple[str, list[db.Selection]]] = {}
-        for sel, strategy in rows:
-            out.setdefault(sel.round_id, (strategy, []))[1].append(sel)
+        for sel, strategy, params in rows:
+            out.setdefault(sel.round_id, (records.strategy_text(strategy, params or {}), []))[1].append(sel)
         return [(rid, _selection_record(sels, strategy)) for rid, (strategy, sels) in out.items()]
 
-    def set_task_ids(self, round_id: int, task_ids: dict[int, str]) -> None:
+    def set_task_ids(self, round_id: int, task_ids: dict[int, int] | dict[int, str]) -> None:
         """Remember the annotation tool's task id of each selected item (Label Studio)."""
         with self._session() as s:
             for item_id, task_id in task_ids.items():
@@ -748,9 +769,9 @@ class Store:
 
     def task_ids(self, round_id: int) -> dict[int, str]:
         with self._session() as s:
-            return dict(s.execute(select(db.Selection.item_id, db.Selection.external_task_id)
-                                  .where(db.Selection.round_id == round_id,
-                                         db.Selection.external_task_id.is_not(None))).all())
+            rows = s.execute(select(db.Selection.item_id, db.Selection.external_task_id)
+                             .where(db.Selection.round_id == round_id, db.Selection.external_task_id.is_not(None)))
+            return {int(item): str(task) for item, task in rows}
 
     # ------------------------------------------------------------------ status
     def status(self, project_id: int) -> records.ProjectStatus:
@@ -811,6 +832,81 @@ class Store:
                     points=tuple(records.CurvePoint(p.strategy, p.seed, p.round, p.labels, p.accuracy,
                                                     p.fgsm_accuracy) for p in pts)))
             return out
+
+    # ------------------------------------------------------ events (serve)
+    def add_event(self, project_id: int, dedupe_key: str, action: str, payload: dict[str, Any]) -> int | None:
+        """Store a webhook delivery before anything acts on it; its id, or None when the same key is stored.
+
+        The unique (project, key) makes a duplicate delivery a no-op even when
+        two arrive at once.
+        """
+        try:
+            with self._session() as s:
+                row = db.Event(project_id=project_id, dedupe_key=dedupe_key[:200], action=action[:64],
+                               payload=_jsonable(payload))
+                s.add(row)
+                s.flush()
+                return int(row.id)
+        except IntegrityError:
+            return None
+
+    def pending_events(self, project_id: int, limit: int = 1000) -> list[records.EventInfo]:
+        """Stored deliveries not acted on yet, oldest first."""
+        with self._session() as s:
+            rows = s.scalars(select(db.Event).where(db.Event.project_id == project_id, db.Event.processed_at.is_(None))
+                             .order_by(db.Event.id).limit(limit))
+            return [_event_record(r) for r in rows]
+
+    def events(self, project_id: int) -> list[records.EventInfo]:
+        with self._session() as s:
+            return [_event_record(r) for r in s.scalars(select(db.Event).where(db.Event.project_id == project_id)
+                                                        .order_by(db.Event.id))]
+
+    def finish_events(self, event_ids: Sequence[int], *, error: str | None = None) -> None:
+        """Mark events processed (``error`` None), or count a failed attempt and keep them pending."""
+        with self._session() as s:
+            for chunk in _chunks(list(event_ids)):
+                values: dict[str, Any] = {"attempts": db.Event.attempts + 1, "error": error}
+                if error is None:
+                    values["processed_at"] = db.utcnow()
+                s.execute(update(db.Event).where(db.Event.id.in_(chunk)).values(**values))
+
+    # ------------------------------------------------------- disagreements
+    def set_disagreements(self, project_id: int, found: Sequence[records.Disagreement],
+                          changed: Iterable[int] = ()) -> None:
+        """Store each item's current disagreement; items in ``changed`` that no longer disagree lose their row."""
+        now = db.utcnow()
+        by_item = {int(d.item_id): d for d in found}
+        with self._session() as s:
+            items = sorted(set(by_item) | {int(i) for i in changed})
+            known: set[int] = set()
+            rows: dict[int, db.Disagreement] = {}
+            for chunk in _chunks(items):
+                known.update(s.scalars(select(db.Item.id).where(db.Item.project_id == project_id,
+                                                                db.Item.id.in_(chunk))))
+                for stored in s.scalars(select(db.Disagreement).where(db.Disagreement.project_id == project_id,
+                                                                      db.Disagreement.item_id.in_(chunk))):
+                    rows[stored.item_id] = stored
+            for item in items:
+                d, row = by_item.get(item), rows.get(item)
+                if d is None:
+                    if row is not None:
+                        s.delete(row)
+                elif item in known:
+                    votes = {str(k): int(v) for k, v in d.votes.items()}
+                    if row is None:
+                        s.add(db.Disagreement(project_id=project_id, item_id=item, label=d.label, votes=votes,
+                                              tie=bool(d.tie), rule=d.rule, updated_at=now))
+                    else:
+                        row.label, row.votes, row.tie, row.rule, row.updated_at = d.label, votes, bool(d.tie), \
+                            d.rule, now
+
+    def disagreements(self, project_id: int) -> list[records.DisagreementRow]:
+        with self._session() as s:
+            return [records.DisagreementRow(r.item_id, r.label, dict(r.votes), bool(r.tie), r.rule,
+                                            _from_db_time(r.updated_at))  # type: ignore[arg-type]
+                    for r in s.scalars(select(db.Disagreement).where(db.Disagreement.project_id == project_id)
+                                       .order_by(db.Disagreement.item_id))]
 
     # ------------------------------------------------------------------- locks
     @contextmanager
@@ -878,6 +974,24 @@ class Store:
             if held is None:
                 return None
             return held.pid, held.host, _from_db_time(held.heartbeat_at)  # type: ignore[return-value]
+
+
+def _event_record(row: db.Event) -> records.EventInfo:
+    return records.EventInfo(row.id, row.dedupe_key, row.action, dict(row.payload),
+                             _from_db_time(row.received_at), _from_db_time(row.processed_at),  # type: ignore[arg-type]
+                             int(row.attempts or 0), row.error)
+
+
+def _strategy_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """``params`` as the JSON the column stores, or ``ConfigError`` (the name must fit its column too)."""
+    if not name or len(name) > TEXT_LIMIT:
+        raise ConfigError(f"a strategy name must be 1 to {TEXT_LIMIT} characters, got {name!r}")
+    params = _jsonable(dict(params or {}))
+    try:
+        json.dumps(params, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"strategy parameters of '{name}' cannot be stored as JSON: {exc}") from None
+    return params
 
 
 def _selection_record(rows: Sequence[db.Selection], strategy: str) -> records.Selection:

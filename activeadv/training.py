@@ -7,7 +7,18 @@ One ``train_step`` holds the whole objective (Goodfellow et al. 2015, eq. 2)::
 where ``x_adv`` is crafted by FGSM (or BIM/PGD with ``adv_steps`` iterations)
 from the model's *predicted* label by default, which avoids label leaking
 (Kurakin et al. 2016), or from the true label with ``adv_target="true"``.
-``adv="none"`` is the plain-training ablation.
+``adv="ll"`` crafts it with the iterative least-likely class attack instead
+(iter-LL, ``adv_steps`` steps toward ``argmin p(y|x)``; no label used), as
+Kurakin et al. (2017) trained at scale.  ``adv="none"`` is the plain-training
+ablation.
+
+Ensemble adversarial training (Tramer et al. 2018) with ``adv_ensemble = K``:
+the adversarial term's source alternates batch by batch, round robin, between
+the model itself (its own ``adv`` examples) and up to K *static* models
+(``train(static_models=...)``, e.g. earlier rounds' checkpoints): on their
+turn ``x_adv`` is FGSM crafted on the static model and transferred.  Static
+models are frozen (eval mode, no parameter gradients, never updated); only
+their gradient w.r.t. the input is used.
 
 The same step adds a term on *unlabeled* pool items when ``unlabeled`` is set
 (the pool is 99% of the data a labeling project has):
@@ -32,8 +43,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +55,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from activeadv import attacks
-from activeadv.data import Pool
+from activeadv.data import Pool, stream
 from activeadv.errors import ConfigError
-from activeadv.networks import build_network, row_slices
+from activeadv.networks import build_network, device_of, row_slices
 from activeadv.progress import bar as progress_bar
 from activeadv.records import EvalMetrics
 
 log = logging.getLogger(__name__)
 
-ADV_METHODS = ("none", "fgsm", "bim", "pgd")
+ADV_METHODS = ("none", "fgsm", "bim", "pgd", "ll")
 ADV_TARGETS = ("predicted", "true")
 UNLABELED_METHODS = ("none", "vat", "pseudo-fgsm")
 VAT_EPS_PER_DIM = 2.0 / 28  # VAT's default radius per sqrt(input value): 2.0 on 28x28 MNIST
@@ -85,6 +97,8 @@ class TrainConfig:
     alpha: float = 0.5
     adv_steps: int = 5
     adv_target: str = "predicted"
+    # ensemble adversarial training: alternate the own adversarial examples with FGSM ones from K static models
+    adv_ensemble: int = 0
     arch: str = "auto"
     seed: int = 0
     device: str = "auto"
@@ -122,6 +136,9 @@ class TrainConfig:
             raise ConfigError(f"--alpha must be in [0, 1], got {self.alpha}")
         if self.epochs < 1 or self.batch_size < 1 or self.adv_steps < 1:
             raise ConfigError("--epochs, --batch-size and --adv-steps must be >= 1")
+        if self.adv_ensemble < 0 or (self.adv_ensemble > 0 and self.adv == "none"):
+            raise ConfigError(f"--adv-ensemble must be >= 0 and needs --adv other than none (got "
+                              f"{self.adv_ensemble} with --adv {self.adv})")
         if self.unlabeled not in UNLABELED_METHODS:
             raise ConfigError(f"unknown --unlabeled '{self.unlabeled}': use {', '.join(UNLABELED_METHODS)}")
         if not (self.unlabeled_weight >= 0 and (self.vat_epsilon is None or self.vat_epsilon > 0)
@@ -169,11 +186,22 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def adversarial_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-                       clip: attacks.Clip, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The perturbed copy of ``x`` used in the regularization term."""
+                       clip: attacks.Clip, generator: torch.Generator | None = None, *,
+                       source: nn.Module | None = None) -> torch.Tensor:
+    """The perturbed copy of ``x`` used in the regularization term.
+
+    ``source``: a static model of ensemble adversarial training; ``x_adv`` is
+    then FGSM crafted on it (from the true label, or from the *source's*
+    prediction with ``adv_target="predicted"``), whatever ``cfg.adv`` is.
+    """
+    if cfg.adv == "ll" and source is None:
+        return attacks.iterative_least_likely(model, x, cfg.epsilon, steps=cfg.adv_steps, clip=clip)
+    crafter = model if source is None else source
     if cfg.adv_target == "predicted":
-        with torch.no_grad(), attacks.eval_mode(model):
-            y = model(x).argmax(1)
+        with torch.no_grad(), attacks.eval_mode(crafter):
+            y = crafter(x).argmax(1)
+    if source is not None:
+        return attacks.fgsm(source, x, y, cfg.epsilon, clip=clip)
     if cfg.adv == "fgsm":
         return attacks.fgsm(model, x, y, cfg.epsilon, clip=clip)
     return attacks.pgd(model, x, y, cfg.epsilon, steps=cfg.adv_steps, random_start=cfg.adv == "pgd",
@@ -233,11 +261,13 @@ def augment(x: torch.Tensor, max_shift: int, generator: torch.Generator | None =
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
                cfg: TrainConfig, clip: attacks.Clip = (0.0, 1.0),
                generator: torch.Generator | None = None,
-               x_unlabeled: torch.Tensor | None = None) -> dict[str, float]:
+               x_unlabeled: torch.Tensor | None = None, source: nn.Module | None = None) -> dict[str, float]:
     """One update on ``alpha * CE(x, y) + (1 - alpha) * CE(x_adv, y) [+ unlabeled_weight * R(x_unlabeled)]``.
 
-    Returns the loss terms; ``unlabeled_loss`` is 0 when no unlabeled batch is
-    given or ``cfg.unlabeled == "none"``.
+    ``source``: the static model that crafts this batch's ``x_adv`` (ensemble
+    adversarial training), ``None`` for the model's own examples.  Returns the
+    loss terms; ``unlabeled_loss`` is 0 when no unlabeled batch is given or
+    ``cfg.unlabeled == "none"``.
     """
     model.train()
     clean_loss = F.cross_entropy(model(x), y)
@@ -245,7 +275,7 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
     if cfg.adv == "none" or cfg.alpha >= 1.0 or cfg.epsilon == 0:
         loss = clean_loss
     else:
-        x_adv = adversarial_inputs(model, x, y, cfg, clip, generator)
+        x_adv = adversarial_inputs(model, x, y, cfg, clip, generator, source=source)
         adv_loss = F.cross_entropy(model(x_adv), y)
         loss = cfg.alpha * clean_loss + (1 - cfg.alpha) * adv_loss
         stats["adv_loss"] = float(adv_loss.detach())
@@ -296,10 +326,29 @@ def step_count(n_labeled: int, cfg: TrainConfig, *, unlabeled: bool = False, war
     return total
 
 
+def train_surrogates(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, k: int, *,
+                     adv: str | None = "none", progress: bool = False) -> list[nn.Module]:
+    """``k`` independently seeded models on the same labels: static models or black-box surrogates.
+
+    For ensemble adversarial training when no earlier checkpoints exist, and
+    as the "independently seeded model on the same labels" of transfer
+    attacks (Papernot et al. 2017).  Seeds ``cfg.seed + 7919 * (i + 1)``;
+    ``adv="none"`` by default (Tramer et al. 2018's static models and
+    black-box holdouts are undefended, and their examples transfer best),
+    ``None`` keeps ``cfg.adv``.  No ensemble term, no unlabeled term, no
+    warm start.  Returned in eval mode.
+    """
+    if k < 0:
+        raise ConfigError(f"the number of surrogates must be >= 0, got {k}")
+    base = replace(cfg, adv=cfg.adv if adv is None else adv, adv_ensemble=0, unlabeled="none", warm_start=False)
+    return [train(pool, ids, labels, replace(base, seed=(cfg.seed + 7919 * (i + 1)) % 2**32), progress=progress)
+            for i in range(k)]
+
+
 def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
           extra_x: torch.Tensor | None = None, extra_y: np.ndarray | None = None,
           unlabeled_ids: np.ndarray | None = None, init_state: dict[str, torch.Tensor] | None = None,
-          progress: bool = False) -> nn.Module:
+          static_models: Sequence[nn.Module] = (), progress: bool = False) -> nn.Module:
     """A model trained on the labeled items (and optional extra examples, e.g. DFAL's adversarial copies).
 
     The labeled set is small by construction (it is what people labeled), so
@@ -307,6 +356,15 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
     ``unlabeled_ids`` feed the unlabeled term when ``cfg.unlabeled`` is set
     (streamed, ``unlabeled_batches``).  ``init_state`` (a previous model's
     ``state_dict``) is the starting point instead of a fresh initialisation.
+
+    ``static_models`` (with ``cfg.adv_ensemble = K > 0``): the last K of them
+    (fewer when fewer are given) take turns with the model as the source of
+    the adversarial term: step ``s`` uses the model itself when
+    ``s % (K' + 1) == 0``, else static model ``s % (K' + 1) - 1``.  They are
+    moved to the training device, held in eval mode with frozen parameters
+    for the run (their previous mode and flags restored afterwards) and never
+    updated.  With K > 0 and none given, K surrogates are trained first
+    (``train_surrogates``: K extra trainings).  Ignored when K == 0.
     """
     ids = np.asarray(ids, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -331,6 +389,17 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
         x = torch.cat([x, extra_x.to(x.dtype)])
         y = torch.cat([y, torch.as_tensor(extra_y, dtype=torch.int64)])
     x, y = x.to(device), y.to(device)
+    statics: list[nn.Module] = []
+    if cfg.adv_ensemble > 0:
+        statics = list(static_models)[-cfg.adv_ensemble:] if len(static_models) else \
+            train_surrogates(pool, ids, labels, replace(cfg, device=str(device)), cfg.adv_ensemble)
+        generator = seed_everything(cfg.seed)  # the run does not depend on whether surrogates were trained here
+        for static in statics:
+            static.to(device)
+            with torch.no_grad(), attacks.eval_mode(static):
+                shape = tuple(static(x[:1]).shape)
+            if shape != (1, pool.num_classes):
+                raise ConfigError(f"a static model gives outputs of shape {shape[1:]}, not ({pool.num_classes},)")
     unlabeled = None
     if cfg.unlabeled != "none" and unlabeled_ids is not None and len(unlabeled_ids):
         unlabeled = unlabeled_batches(pool, unlabeled_ids, cfg.unlabeled_batch_size, generator)
@@ -340,31 +409,26 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
     total = step_count(n, cfg, unlabeled=unlabeled is not None, warm=init_state is not None)
     bar = progress_bar(progress, total=total, desc=f"train ({n} labels)", unit="step", leave=False)
     step = 0
-    while step < total:
-        order = torch.randperm(n, generator=generator).to(device)
-        for start in range(0, n, cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
-            x_u = next(unlabeled, None) if unlabeled is not None else None
-            stats = train_step(model, augment(x[idx], shift, generator), y[idx], optimizer, cfg, pool.clip_range,
-                               generator, x_unlabeled=None if x_u is None else x_u.to(device))
-            step += 1
-            bar.update(1)
-            if step >= total:
-                break
-        bar.set_postfix(loss=f"{stats['loss']:.3f}")
+    with ExitStack() as frozen:
+        for static in statics:
+            frozen.enter_context(attacks.eval_mode(static))
+        while step < total:
+            order = torch.randperm(n, generator=generator).to(device)
+            for start in range(0, n, cfg.batch_size):
+                idx = order[start : start + cfg.batch_size]
+                x_u = next(unlabeled, None) if unlabeled is not None else None
+                turn = step % (len(statics) + 1)
+                stats = train_step(model, augment(x[idx], shift, generator), y[idx], optimizer, cfg,
+                                   pool.clip_range, generator, x_unlabeled=None if x_u is None else x_u.to(device),
+                                   source=statics[turn - 1] if turn else None)
+                step += 1
+                bar.update(1)
+                if step >= total:
+                    break
+            bar.set_postfix(loss=f"{stats['loss']:.3f}")
     bar.close()
     model.eval()
     return model
-
-
-def stream(model: nn.Module, pool: Pool, ids: np.ndarray, batch_size: int, *, desc: str,
-           progress: bool = False) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """``pool.batches`` moved to the model's device, with an images/s progress bar: every pass over a pool."""
-    device = next(model.parameters()).device
-    with progress_bar(progress, total=len(ids), desc=desc, unit="img", unit_scale=True, leave=False) as bar:
-        for chunk, x in pool.batches(ids, batch_size):
-            yield chunk, x.to(device)
-            bar.update(len(chunk))
 
 
 def predict_proba(model: nn.Module, pool: Pool, ids: np.ndarray, *, batch_size: int = 512,
@@ -373,7 +437,7 @@ def predict_proba(model: nn.Module, pool: Pool, ids: np.ndarray, *, batch_size: 
     out = np.empty((len(ids), pool.num_classes), dtype=np.float64)
     row = 0
     with attacks.eval_mode(model), torch.inference_mode():
-        for _, x in stream(model, pool, ids, batch_size, desc="predict", progress=progress):
+        for _, x in stream(pool, ids, batch_size, device=device_of(model), desc="predict", progress=progress):
             for part in row_slices(x, rows):
                 out[row : row + len(part)] = F.softmax(model(part), dim=1).double().cpu().numpy()
                 row += len(part)
@@ -397,7 +461,8 @@ def evaluate(model: nn.Module, test: Pool, cfg: TrainConfig, *, progress: bool =
         subset = np.sort(np.random.default_rng(12345).choice(ids, cfg.eval_adv_max, replace=False))
     fgsm_hits = pgd_hits = 0
     generator = torch.Generator().manual_seed(cfg.seed)
-    for chunk, batch in stream(model, test, subset, cfg.eval_batch_size, desc="evaluate (attacks)", progress=progress):
+    for chunk, batch in stream(test, subset, cfg.eval_batch_size, device=device_of(model), desc="evaluate (attacks)",
+                               progress=progress):
         labels = torch.from_numpy(test.targets(chunk)).to(batch.device)
         for x, y in zip(row_slices(batch), row_slices(labels)):  # same device: same slices
             x_fgsm = attacks.fgsm(model, x, y, cfg.epsilon, clip=test.clip_range)

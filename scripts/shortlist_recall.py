@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ def main() -> None:
         t0 = time.perf_counter()
         exact = DFAL(mode="exact")._deepfool(model, ds.pool, ids, ctx)
         exact_s = time.perf_counter() - t0
-        first = per_item(model, ds.pool, ids, ctx, lambda rows: attacks.linear_margin(model, rows), "first-order")
+        first = per_item(model, ds.pool, ids, ctx, partial(attacks.linear_margin, model), "first-order")
         by_first, by_exact = np.argsort(first, kind="stable"), np.argsort(exact, kind="stable")
         recall = {}
         for n in (10, 20, 40, 100, 200):

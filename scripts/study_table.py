@@ -44,14 +44,16 @@ def main(folders: list[str]) -> None:
             fgsm = [float(r["fgsm_accuracy"]) for r in by_labels[last] if r["fgsm_accuracy"]]
             reach = stats["labels_to"]["0.97"]
             reached = [r for r in reach if r is not None]
-            to97 = f"{np.mean(reached):.0f} ({len(reached)}/{len(reach)})" if reached else f"not reached (0/{len(reach)})"
+            to97 = (f"{np.mean(reached):.0f} ({len(reached)}/{len(reach)})" if reached
+                    else f"not reached (0/{len(reach)})")
             stop = ("-" if stats["stop_labels_mean"] is None else
                     f"{stats['stop_labels_mean']:.0f} ({100 * stats['stop_accuracy_mean']:.1f}%)")
             phases = summary.get("phase_seconds_per_round", {}).get(name, {})
             timing = f"{phases.get('train', float('nan')):.0f}, {phases.get('select', float('nan')):.0f}"
             aulc = f"{stats['aulc_mean']:.4f}" + (f" ± {stats['aulc_std']:.4f}" if stats["seeds"] > 1 else "")
             print(f"| {setting} | {name} | {aulc} | {_fmt(acc.get(100, []))} | {_fmt(acc.get(140, []))} "
-                  f"| {_fmt(acc.get(220, []))} | {_fmt(acc.get(last, []))} | {_fmt(fgsm)} | {to97} | {stop} | {timing} |")
+                  f"| {_fmt(acc.get(220, []))} | {_fmt(acc.get(last, []))} | {_fmt(fgsm)} | {to97} | {stop} "
+                  f"| {timing} |")
 
 
 if __name__ == "__main__":

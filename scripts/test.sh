@@ -42,4 +42,7 @@ export ACTIVEADV_TEST_LS_DATA="$LS_DATA"  # the tests check what the server left
 export LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="$LS_FILES"
 export ACTIVEADV_REQUIRE_LABEL_STUDIO=1  # the real-server tests must run, not skip
 
+# lint and types first: seconds, and a failure here names the line
+.venv/bin/ruff check activeadv tests scripts migrations
+.venv/bin/mypy
 .venv/bin/python -m pytest tests "$@"

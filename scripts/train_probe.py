@@ -2,7 +2,8 @@
 training defaults in docs/results.md ("Learning from the unlabeled pool").
 
     python scripts/train_probe.py --labels 100 --threads 1 \
-        '{"unlabeled": "none"}' '{"unlabeled": "vat"}' '{"unlabeled": "pseudo-fgsm"}' '{"unlabeled": "vat", "vat_epsilon": 4.0}'
+        '{"unlabeled": "none"}' '{"unlabeled": "vat"}' '{"unlabeled": "pseudo-fgsm"}' \
+        '{"unlabeled": "vat", "vat_epsilon": 4.0}'
 
 Each argument is a JSON object of TrainConfig fields over the defaults (device cpu, seed 1); the labeled set
 is ``--labels`` random pool items (seed 0), and every other pool item is the unlabeled pool.

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from activeadv.app.workspace import Workspace, data_manager_url, linked_project_id
 from activeadv.errors import ConfigError, LabelStudioError, LabelStudioNotFoundError
-from activeadv.records import ProjectInfo
 from activeadv.progress import bar as progress_bar
+from activeadv.records import ProjectInfo
 
 if TYPE_CHECKING:
     from activeadv.data import Pool
@@ -225,9 +225,11 @@ def sync(ws: Workspace, name: str | None, *, ls_url: str | None = None, progress
         with progress_bar(progress, total=len(batch), desc="sync", unit="label", leave=False) as bar:
             counts = ws.store.add_labels(project.id, batch)
             bar.update(len(batch))
-        oracle.commit()
         result = oracle.last_sync
-    assert result is not None
+        assert result is not None
+        # kept per item (votes, the rule applied) for `status` / `report`; before the cursor moves past them
+        ws.store.set_disagreements(project.id, result.disagreements, changed=result.present.keys())
+        oracle.commit()
     return SyncOutcome(counts.added, counts.duplicates, counts.superseded, counts.retracted, counts.skipped,
                        list(result.rejects), list(result.ties), list(result.disagreements), result.cursor)
 
@@ -256,7 +258,7 @@ def simulated_annotator(client: LabelStudioClient, ls_project_id: int, pool: Poo
             return names[int(rng.choice([c for c in range(len(names)) if c != truth]))]
         return names[truth]
 
-    def answer(limit: int | None = None, progress: Callable[[int], object] | None = None) -> int:
+    def answer(limit: int | None = None, progress: Callable[[int], None] | None = None) -> int:
         return client.annotate_open_tasks(ls_project_id, label_for, limit=limit, progress=progress)
 
     return answer
@@ -286,7 +288,7 @@ def annotate_sim(ws: Workspace, name: str | None, *, accuracy: float = 1.0, limi
     total = open_now if limit is None else min(limit, open_now)
     with progress_bar(progress, total=total, desc="annotate", unit="item", leave=False) as bar:
         done = answer(limit=limit, progress=bar.update)
-    return AnnotateOutcome(done, client.user_email, ls_pid, client.project_counts(ls_pid))
+    return AnnotateOutcome(done, client.user_email or "?", ls_pid, client.project_counts(ls_pid))
 
 
 # ---------------------------------------------------------------------- status

@@ -118,12 +118,14 @@ class StatusView:
     label_studio: dict[str, Any] | None  # task counts, or ``error``; None when not linked
     rounds: list[dict[str, Any]]
     stopping: dict[str, Any]
+    disagreements: int = 0  # items whose annotators disagree (stored by sync)
 
     def to_dict(self) -> dict[str, Any]:
         st = self.status
         return {"project": self.project.name, "dataset": self.project.dataset,
                 "classes": list(self.project.class_names), "pool": st.pool, "test": st.test,
                 "labeled": st.labeled, "pending": st.pending, "skipped": st.skipped, "rejected": st.rejected,
+                "disagreements": self.disagreements,
                 "running": None if self.running is None else {"pid": self.running[0], "host": self.running[1]},
                 "label_studio": self.label_studio, "rounds": self.rounds, "stopping": self.stopping}
 
@@ -138,20 +140,14 @@ def project_status(ws: Workspace, name: str | None = None, *, label_studio: bool
     holder = ws.store.lock_holder(project.id)
     ls = label_studio_summary(ws, project) if label_studio else None
     return StatusView(project, st, None if holder is None else (holder[0], holder[1]), ls,
-                      [round_row(r) for r in st.rounds], stopping_summary(st.rounds))
-
-
-def strategy_label(text: str) -> str:
-    """A round's strategy for tables: the name and its mode (``dfal(fast)``); ``--json`` keeps every parameter."""
-    from activeadv.acquisition import parse_strategy
-
-    name, params = parse_strategy(text)
-    return f"{name}({params['mode']})" if "mode" in params else name
+                      [round_row(r) for r in st.rounds], stopping_summary(st.rounds),
+                      len(ws.store.disagreements(project.id)))
 
 
 def round_row(r: RoundInfo) -> dict[str, Any]:
     """One round as plain data (the status table, ``--json``, the service)."""
-    return {"round": r.number, "strategy": r.strategy, "strategy_label": strategy_label(r.strategy),
+    return {"round": r.number, "strategy": r.strategy, "strategy_params": r.strategy_params,
+            "strategy_label": r.strategy_label,
             "state": r.state, "labels": r.labels_used, "selected": r.selected,
             "accuracy": r.metrics.accuracy if r.metrics else None,
             "fgsm_accuracy": r.metrics.fgsm_accuracy if r.metrics else None,
@@ -177,7 +173,9 @@ def stopping_summary(rounds: list[RoundInfo] | tuple[RoundInfo, ...], window: in
 # ---------------------------------------------------------------------- report
 def write_report(ws: Workspace, name: str | None, out_dir: Path) -> list[Path]:
     """rounds.csv, simulations.csv and accuracy.png: the project's rounds beside stored simulate runs."""
-    from activeadv.loop import write_report as write
+    from activeadv.report import write_disagreements
+    from activeadv.report import write_report as write
 
     project = ws.project(name)
-    return write(ws.store.status(project.id), ws.store.simulations(project.dataset), out_dir)
+    written = write(ws.store.status(project.id), ws.store.simulations(project.dataset), out_dir)
+    return [*written, write_disagreements(ws.store.disagreements(project.id), Path(out_dir) / "disagreements.csv")]

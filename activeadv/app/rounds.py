@@ -187,7 +187,8 @@ def run_rounds(ws: Workspace, name: str | None, plan: RoundPlan, run: RunPlan, *
         loop.run_rounds(ws.store, p.project, p.data, p.oracle, p.cfg, p.opts, p.checkpoint_dir, rounds=run.rounds,
                         min_new_labels=run.min_new_labels or plan.query_size, poll_seconds=run.poll_seconds,
                         timeout=run.timeout, before_poll=before_poll, progress=progress, on_round=each_round,
-                        on_wait=on_wait, force_unlock=plan.force_unlock, until_stable=rule if run.until_stable else None)
+                        on_wait=on_wait, force_unlock=plan.force_unlock,
+                        until_stable=rule if run.until_stable else None)
     except KeyboardInterrupt:
         st = ws.store.status(p.project.id)
         raise InterruptedRun(f"interrupted after {len(reports)} round(s): {st.labeled} labels stored, "

@@ -17,7 +17,7 @@ from activeadv.errors import ActiveAdvError
 class _Group(click.Group):
     """A group that turns library errors into one-line messages (exit 1), never tracebacks."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except ActiveAdvError as exc:
@@ -42,9 +42,9 @@ def cli(verbose: int) -> None:
 
 def _register() -> None:
     # Imported here so that each family lives in its own module (they import this one's ``cli``).
-    from activeadv.cli import bench, labelstudio, project, simulate
+    from activeadv.cli import bench, labelstudio, project, serve, simulate
 
-    for module in (simulate, project, labelstudio, bench):
+    for module in (simulate, project, labelstudio, bench, serve):
         module.register(cli)
 
 

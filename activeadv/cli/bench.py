@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import click
 
-from activeadv.cli.common import (COUNT, device_option, echo_json, json_option, parse_csv_list, pop_train_values,
-                                  quiet_option, seed_option, train_options)
+from activeadv.cli.common import (
+    COUNT,
+    device_option,
+    echo_json,
+    json_option,
+    parse_csv_list,
+    pop_train_values,
+    quiet_option,
+    seed_option,
+    train_options,
+)
 
 threads_option = click.option("--threads", type=COUNT, default=None,
                               help="torch CPU threads (default: torch's own choice, usually the core count).")
@@ -73,8 +82,8 @@ def scoring(dataset: str, pool_size: int, labels: int, train_steps: int, repeats
     click.echo(f"{m['cpu']} ({m['cpu_count']} cores), torch {m['torch']}, {m['torch_threads']} threads, "
                f"device {m['device']}{' ' + m['gpu'] if 'gpu' in m else ''}")
     click.echo(f"model {result['model']['parameters']:,} params, {result['model']['labels']} labels, test acc "
-               f"{_fmt(result['model'].get('test_accuracy'), '.3f')}; pool {result['pool']}, top-n n={result['top_n']}, "
-               f"medians of {repeats}")
+               f"{_fmt(result['model'].get('test_accuracy'), '.3f')}; pool {result['pool']}, "
+               f"top-n n={result['top_n']}, medians of {repeats}")
     click.echo(f"{'method':<22} {'img/s':>9} {'spread':>17} {'x unit':>7} {'overlap':>7} {'rho':>6} "
                f"{'x torchatk':>10} {'x ART':>7}")
     for row in result["rows"]:

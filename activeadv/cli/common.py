@@ -74,7 +74,8 @@ def train_options(func):
                      help="Weight of the clean loss: alpha*CE(x) + (1-alpha)*CE(x_adv)."),
         click.option("--adv-steps", type=COUNT, default=5, show_default=True, help="Iterations for bim/pgd/ll."),
         click.option("--adv-target", type=click.Choice(["predicted", "true"]), default="predicted",
-                     show_default=True, help="Craft x_adv from the predicted label (no label leaking) or the true one."),
+                     show_default=True,
+                     help="Craft x_adv from the predicted label (no label leaking) or the true one."),
         click.option("--adv-ensemble", type=click.IntRange(0, 1000), default=0, show_default=True,
                      help="Ensemble adversarial training: alternate each batch's adversarial examples between the "
                           "model's own and FGSM ones from K static models (earlier rounds' checkpoints, or K "

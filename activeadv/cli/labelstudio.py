@@ -98,7 +98,8 @@ def stop_command(data_dir: Path | None) -> None:
     from activeadv.app import server
 
     stopped = server.stop(data_dir)
-    click.echo("Label Studio stopped" if stopped else f"no Label Studio server was running from {server.data_dir(data_dir)}")
+    click.echo("Label Studio stopped" if stopped
+               else f"no Label Studio server was running from {server.data_dir(data_dir)}")
 
 
 @labelstudio_group.command("status")

@@ -14,9 +14,20 @@ from typing import Any
 
 import click
 
-from activeadv.cli.common import (COUNT, TRAIN_FIELDS, db_option, device_option, echo_json, json_option,
-                                  parse_csv_list, quiet_option, seed_option, stop_options, subsample_option,
-                                  train_options)
+from activeadv.cli.common import (
+    COUNT,
+    TRAIN_FIELDS,
+    db_option,
+    device_option,
+    echo_json,
+    json_option,
+    parse_csv_list,
+    quiet_option,
+    seed_option,
+    stop_options,
+    subsample_option,
+    train_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +372,8 @@ def status_command(project_name: str | None, database_url: str | None, as_json: 
     click.echo(f"project {project.name}: {project.dataset}, {len(project.class_names)} classes")
     click.echo(f"pool {st.pool} items: {st.labeled} labeled, {st.pending} requested (pending), "
                f"{st.skipped} skipped, {st.rejected} rejected annotation(s); test split {st.test} items")
+    if view.disagreements:
+        click.echo(f"{view.disagreements} item(s) where annotators disagree (details: `activeadv report`)")
     if ls is not None:
         if ls["error"] is None:
             click.echo(f"Label Studio project {ls['project_id']}: {ls['tasks']} tasks: {ls['open']} open, "
@@ -384,7 +397,7 @@ def _n(value: int | None) -> str:
 @click.command("report")
 @project_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for rounds.csv, simulations.csv and accuracy.png.")
+              help="Folder for rounds.csv, simulations.csv, accuracy.png and disagreements.csv.")
 @db_option
 def report_command(project_name: str | None, out_dir: Path, database_url: str | None) -> None:
     """Accuracy against labels across the project's rounds (CSV and PNG), beside stored simulate runs."""

@@ -6,9 +6,20 @@ from pathlib import Path
 
 import click
 
-from activeadv.cli.common import (COUNT, db_option, device_option, echo_json, json_option, parse_csv_list,
-                                  pop_train_values, quiet_option, seed_option, stop_options, subsample_option,
-                                  train_options)
+from activeadv.cli.common import (
+    COUNT,
+    db_option,
+    device_option,
+    echo_json,
+    json_option,
+    parse_csv_list,
+    pop_train_values,
+    quiet_option,
+    seed_option,
+    stop_options,
+    subsample_option,
+    train_options,
+)
 
 
 @click.command("simulate")
@@ -26,7 +37,8 @@ from activeadv.cli.common import (COUNT, db_option, device_option, echo_json, js
 @click.option("--dfal-add-adversarial", is_flag=True,
               help="DFAL: the queried point's DeepFool copy joins training with the annotator's label.")
 @click.option("--dfal-mode", type=click.Choice(["fast", "exact"]), default="fast", show_default=True,
-              help="dfal: fast = DeepFool on a first-order shortlist (same top items, ~10x cheaper); exact = everywhere.")
+              help="dfal: fast = DeepFool on a first-order shortlist (same top items, ~10x cheaper); "
+                   "exact = everywhere.")
 @click.option("--target-accuracy", type=float, default=None,
               help="Accuracy for 'labels to target' (default: 95%% of a model trained on every pool label).")
 @click.option("--oracle-error", type=float, default=0.0, show_default=True,

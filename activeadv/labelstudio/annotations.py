@@ -226,7 +226,7 @@ def resolve(votes: Sequence[Annotation], updated: dict[str, datetime | None] | N
     counts = Counter(v.label for v in labelled)
     ranked = counts.most_common()
     top = ranked[0][1]
-    leaders = sorted(label for label, n in ranked if n == top)  # type: ignore[misc]
+    leaders = sorted(str(label) for label, n in ranked if n == top)  # labelled: every label is set
     if len(leaders) > 1:
         return None, Disagreement(item_id, None, dict(counts), tie=True)  # type: ignore[arg-type]
     winner = max((v for v in labelled if v.label == leaders[0]), key=when)

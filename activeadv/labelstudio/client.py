@@ -163,7 +163,7 @@ class LabelStudioClient:
         with _errors(self.url, what):
             while True:  # page by page up to the server's total: the SDK's pager asked for one page past the
                 # last, which Label Studio answers with a 404 and a traceback in its log, every sync
-                pager = self.sdk.tasks.list(  # type: ignore[arg-type]
+                pager: Any = self.sdk.tasks.list(
                     project=project_id, fields=fields, include=include, query=query, page=page, page_size=TASK_PAGE,
                     request_options=self._read)
                 batch = pager.items or []
@@ -214,6 +214,39 @@ class LabelStudioClient:
                                                            title="activeadv images", request_options=self._write_once)
         log.info("added local files storage %s on project %s", path, project_id)
         return int(storage.id)
+
+    # -- webhooks and ML backend (``activeadv serve --register``)
+    def ensure_webhook(self, project_id: int, url: str, headers: dict[str, str], actions: Sequence[str]) -> int:
+        """A project webhook to ``url`` sending ``headers`` (the shared secret) for ``actions``; updated in place
+        when one to the same URL exists, so registering again never doubles deliveries.  Returns its id."""
+        with _errors(self.url, f"register a webhook on project {project_id}"):
+            for hook in self.sdk.webhooks.list(project=str(project_id), request_options=self._read):
+                if hook.url == url and getattr(hook, "project", project_id) in (project_id, None):
+                    self.sdk.webhooks.update(int(hook.id), url=url, send_payload=True,
+                                             send_for_all_actions=False, actions=list(actions),
+                                             headers=headers, is_active=True, request_options=self._write_once)
+                    return int(hook.id)
+            hook = self.sdk.webhooks.create(url=url, project=project_id, send_payload=True, send_for_all_actions=False,
+                                            actions=list(actions), headers=headers, is_active=True,
+                                            request_options=self._write_once)
+        log.info("registered webhook %s on project %s", url, project_id)
+        return int(hook.id)
+
+    def ensure_ml_backend(self, project_id: int, url: str, *, user: str, password: str, title: str) -> int:
+        """The project's ML backend at ``url`` with basic auth (``password``: the shared secret); updated in place
+        when one with the same URL exists.  Label Studio checks ``/health`` and ``/setup`` when it is saved."""
+        with _errors(self.url, f"connect the ML backend on project {project_id}"):
+            for backend in self.sdk.ml.list(project=project_id, request_options=self._read):
+                if backend.url.rstrip("/") == url.rstrip("/"):
+                    self.sdk.ml.update(int(backend.id), project=project_id, url=url, auth_method="BASIC_AUTH",
+                                       basic_auth_user=user, basic_auth_pass=password, title=title,
+                                       request_options=self._write_once)
+                    return int(backend.id)
+            backend = self.sdk.ml.create(project=project_id, url=url, auth_method="BASIC_AUTH", basic_auth_user=user,
+                                         basic_auth_pass=password, title=title, is_interactive=False,
+                                         request_options=self._write_once)
+        log.info("connected ML backend %s to project %s", url, project_id)
+        return int(backend.id)
 
     # -- push
     def find_tasks(self, project_id: int, item_ids: Sequence[int]) -> dict[int, list[int]]:
@@ -313,7 +346,7 @@ class LabelStudioClient:
         payload = [task_payload(i, model_version) for i in chunk]
         try:
             with _errors(self.url, f"import tasks into project {project_id} (nothing is doubled: run the push again)"):
-                response = self.sdk.projects.import_tasks(project_id, request=payload,  # type: ignore[arg-type]
+                response = self.sdk.projects.import_tasks(project_id, request=payload,
                                                           return_task_ids=True, request_options=self._write_once)
         except LabelStudioError:
             try:

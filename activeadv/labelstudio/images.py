@@ -99,11 +99,10 @@ def pool_image_refs(pool: Any, item_ids: Sequence[int], *, files_root: Path | st
                     getattr(pool, "root", "?"), files_root)
     if not getattr(pool, "is_image", True):
         raise LabelStudioError("this dataset holds feature vectors, not images: annotators could not see them")
+    from activeadv.data import stream  # torch, only when images are rendered
+
     out: dict[int, str] = {}
-    for start in range(0, len(ids), 256):
-        chunk = ids[start:start + 256]
-        pixels = pool.load(chunk)
-        pixels = pixels.numpy() if hasattr(pixels, "numpy") else np.asarray(pixels)
-        for item_id, px in zip(chunk, pixels):
-            out[item_id] = png_data_uri(px, min_size=min_size)
+    for chunk, x in stream(pool, ids, 256):
+        for item_id, px in zip(chunk, x.numpy()):
+            out[int(item_id)] = png_data_uri(px, min_size=min_size)
     return out

@@ -7,12 +7,11 @@ import socket
 
 import pytest
 from click.testing import CliRunner
+from ls_gate import TOKEN, URL, require  # noqa: E402  (the gate: skip, or fail in CI)
 
 from activeadv import labelstudio as L
 from activeadv.cli import cli
 from activeadv.labelstudio.client import _as_dict
-
-from ls_gate import TOKEN, URL, require  # noqa: E402  (the gate: skip, or fail in CI)
 
 pytestmark = pytest.mark.labelstudio
 

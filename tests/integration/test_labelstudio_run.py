@@ -11,12 +11,12 @@ import os
 
 import pytest
 from click.testing import CliRunner
+from ls_gate import TOKEN, URL  # noqa: E402  (the gate: skip, or fail in CI)
 
 from activeadv import labelstudio as L
 from activeadv.cli import cli
 from activeadv.labelstudio.client import _as_dict
 
-from ls_gate import TOKEN, URL  # noqa: E402  (the gate: skip, or fail in CI)
 FAST = ("--epochs", "1", "--min-steps", "15", "--unlabeled-steps", "15", "--strategy", "entropy", "-q")
 
 pytestmark = pytest.mark.labelstudio

@@ -17,13 +17,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from ls_gate import FILES_ROOT, TOKEN, URL, require  # noqa: E402  (the gate: skip, or fail in CI)
 
 from activeadv import labelstudio as L
 from activeadv import lsserver
 from activeadv.errors import LabelStudioError
 from activeadv.labelstudio.client import _as_dict
-
-from ls_gate import FILES_ROOT, TOKEN, URL, require  # noqa: E402  (the gate: skip, or fail in CI)
 
 pytestmark = pytest.mark.labelstudio
 
@@ -123,7 +122,8 @@ def test_task_listing_stops_at_the_last_page(client, project):
 # --------------------------------------------------------------------- push
 def test_push_creates_tasks_with_item_id_image_and_prediction(client, project):
     created: dict[int, int] = {}
-    mapping = client.push_tasks(project, items([5, 3, 9], score=0.625), model_version=2, on_created=created.update).tasks
+    mapping = client.push_tasks(project, items([5, 3, 9], score=0.625), model_version=2,
+                                on_created=created.update).tasks
     assert set(mapping) == {5, 3, 9} and created == mapping
     tasks = {t["data"]["item_id"]: t for t in all_tasks(client, project)}
     assert set(tasks) == {5, 3, 9}

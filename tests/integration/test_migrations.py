@@ -112,6 +112,79 @@ def test_upgrade_from_0001_keeps_rounds_and_models(database_url):
     store.close()
 
 
+OLD_STRATEGIES = {  # rounds.strategy as revision 0002 stored it (repr) -> (name, params) after 0003
+    "seed": ("seed", {}),
+    "entropy": ("entropy", {}),
+    "dfal(mode=fast, top_k=10, steps=50, overshoot=0.02, shortlist=0.05, min_shortlist=256, per_pick=5)":
+        ("dfal", {"mode": "fast", "top_k": 10, "steps": 50, "overshoot": 0.02, "shortlist": 0.05,
+                  "min_shortlist": 256, "per_pick": 5}),
+    "dfal(mode=exact, top_k=3, steps=50, overshoot=0.05, diversity=kmeans++, diversity_factor=4)":
+        ("dfal", {"mode": "exact", "top_k": 3, "steps": 50, "overshoot": 0.05, "diversity": "kmeans++",
+                  "diversity_factor": 4}),
+    "margin(diversity=kcenter, diversity_factor=10)": ("margin", {"diversity": "kcenter", "diversity_factor": 10}),
+    "fgsm-margin(max_epsilon=0.25, grid=8, bisection_steps=6)":
+        ("fgsm-margin", {"max_epsilon": 0.25, "grid": 8, "bisection_steps": 6}),
+    "dfal+kcenter(mode='fast', top_k=10)": ("dfal", {"mode": "fast", "top_k": 10, "diversity": "kcenter",
+                                                     "diversity_factor": 10}),
+    "not a (repr": ("not a (repr", {}),  # unreadable: kept as it was
+}
+
+
+def test_upgrade_from_0002_stores_old_strategy_reprs_as_name_and_parameters(database_url):
+    """Rounds written by 0002 (strategy = repr) upgrade to name + JSON parameters; nothing else changes,
+    and a downgrade writes the repr back."""
+    from alembic import command
+
+    from activeadv.acquisition import make_strategy
+
+    store = Store(database_url)
+    store.upgrade("0002")
+    now = "2026-11-25 12:00:00"
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO projects (id, name, dataset, class_names, train_settings, strategy_settings,"
+                             " created_at) VALUES (1, 'old', 'digits', '[\"a\", \"b\"]', '{}', '{}', :t)"),
+                     {"t": now})
+        for number, old in enumerate(OLD_STRATEGIES):
+            conn.execute(sa.text("INSERT INTO rounds (project_id, number, state, strategy, query_size,"
+                                 " labels_used, selected, timings, started_at, finished_at) VALUES (1, :n,"
+                                 " 'done', :s, 20, :used, 20, '{\"train\": 1.5}', :t, :t)"),
+                         {"n": number, "used": number * 10, "s": old, "t": now})
+        conn.execute(sa.text("INSERT INTO models (round_id, path, accuracy, labels_used, created_at, stop_agreement)"
+                             " SELECT id, '/ckpt/round-0002.pt', 0.91, 20, :t, 0.5 FROM rounds WHERE number = 2"),
+                     {"t": now})
+        conn.execute(sa.text("INSERT INTO items (project_id, key, content_hash, split, created_at)"
+                             " VALUES (1, 'k', 'h', 'pool', :t)"), {"t": now})
+        conn.execute(sa.text("INSERT INTO selections (round_id, item_id, score, rank, state, created_at)"
+                             " SELECT r.id, i.id, 0.5, 0, 'requested', :t FROM rounds r, items i WHERE r.number = 2"),
+                     {"t": now})
+    store.upgrade()
+    assert store.current() == store.head() and _diffs(store) == []
+    rounds = store.rounds(1)
+    assert [(r.strategy, r.strategy_params) for r in rounds] == list(OLD_STRATEGIES.values())
+    assert [(r.number, r.state, r.labels_used, r.selected, r.query_size, r.timings) for r in rounds] == [
+        (n, "done", n * 10, 20, 20, {"train": 1.5}) for n in range(len(OLD_STRATEGIES))]
+    assert rounds[2].model_path == "/ckpt/round-0002.pt" and rounds[2].stop_agreement == 0.5
+    kept = store.selection(rounds[2].id)  # rounds altered in place: no cascade to selections or models
+    assert len(kept) == 1 and kept.strategy == list(OLD_STRATEGIES)[2]
+    for r in rounds:
+        if r.strategy not in ("seed", "not a (repr"):  # every converted row rebuilds its strategy, as stored
+            rebuilt = make_strategy(r.strategy, **r.strategy_params)
+            assert rebuilt.name == r.strategy and r.strategy_params.items() <= rebuilt.params().items()
+    assert repr(make_strategy(rounds[2].strategy, **rounds[2].strategy_params)) == list(OLD_STRATEGIES)[2]
+    new = store.start_round(1, "entropy", 5)  # rows written after the upgrade get {} by default too
+    assert new.strategy_params == {}
+    with store.engine.begin() as conn:
+        command.downgrade(store._alembic_config(conn), "0002")
+    with store.engine.connect() as conn:
+        back = conn.execute(sa.text("SELECT strategy FROM rounds ORDER BY number")).scalars().all()
+    assert back[:3] == list(OLD_STRATEGIES)[:3] and back[-2:] == ["not a (repr", "entropy"]
+    assert back[6] == "dfal(mode=fast, top_k=10, diversity=kcenter, diversity_factor=10)"  # the repr 0002 reads
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM models")).scalar() == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM selections")).scalar() == 1
+    store.close()
+
+
 def test_a_revision_from_a_newer_activeadv_is_refused_in_one_line_by_upgrade_and_named_by_current(database_url):
     import pytest
     from click.testing import CliRunner

@@ -115,7 +115,8 @@ def test_rounds_status_labels_and_report(project, tmp_path):
     assert [r["labels"] for r in status["rounds"]] == [None, 10, 18]
     text = invoke("status", "--db", url).output
     assert "entropy" in text and "dfal(fast)" in text and "top_k" not in text  # the table names the mode only
-    assert "top_k=10" in status["rounds"][1]["strategy"]  # --json keeps every parameter
+    assert status["rounds"][1]["strategy"] == "dfal"
+    assert status["rounds"][1]["strategy_params"]["top_k"] == 10  # --json keeps every parameter
 
     # export -> import into the same project stores nothing new; history keeps superseded rows
     exported = tmp_path / "labels.csv"

@@ -177,3 +177,29 @@ def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path, caplog, monkey
     with caplog.at_level("WARNING"):
         pool = load_dataset(f"folder:{tmp_path}").pool
     assert sorted(pool.keys) == ["a/1.png", "b/1.png"] and "bomb.png" in caplog.text
+
+
+def test_chunks_slices_any_sequence_in_order():
+    import torch
+
+    from activeadv.data import chunks
+
+    assert [list(c) for c in chunks(list(range(7)), 3)] == [[0, 1, 2], [3, 4, 5], [6]]
+    arr = np.arange(6)
+    parts = list(chunks(arr, 2))
+    assert all(p.base is arr for p in parts)  # views, no copies
+    assert [t.shape[0] for t in chunks(torch.zeros(5, 2), 4)] == [4, 1]
+    assert list(chunks([], 3)) == []
+    with pytest.raises(ValueError):
+        list(chunks([1], 0))
+
+
+def test_stream_is_one_pass_over_the_ids_in_batches():
+    from activeadv.data import ArrayPool, stream
+
+    pool = ArrayPool(np.arange(40, dtype=np.float32).reshape(10, 4) / 40, ["a", "b"]).with_ids(np.arange(100, 110))
+    order = np.array([109, 100, 105, 101, 102, 108, 103])
+    batches = list(stream(pool, order, 3, device="cpu", desc="test"))
+    assert [list(ids) for ids, _ in batches] == [[109, 100, 105], [101, 102, 108], [103]]
+    np.testing.assert_array_equal(np.concatenate([x.numpy() for _, x in batches]), pool.load(order).numpy())
+    assert list(stream(pool, [], 3)) == []

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from activeadv.acquisition import Strategy, make_strategy, parse_strategy, select
+from activeadv.acquisition import Strategy, make_strategy, select
 from activeadv.data import ArrayPool
 from activeadv.errors import ConfigError
 
@@ -80,15 +80,14 @@ def test_diverse_picks_stay_inside_the_shortlist_and_are_deterministic():
     assert set(a.item_ids.tolist()) <= shortlist and not np.isin(a.item_ids, pool.ids[:3]).any()
 
 
-def test_diversity_names_round_trip_through_the_stored_repr():
+def test_diversity_round_trips_through_the_stored_name_and_parameters():
     s = make_strategy("dfal+kcenter")
     assert s.label == "dfal+kcenter" and "diversity=kcenter" in repr(s)
-    name, params = parse_strategy(repr(s))
-    again = make_strategy(name, **params)
+    assert s.name == "dfal" and s.params()["diversity"] == "kcenter"
+    again = make_strategy(s.name, **s.params())
     assert repr(again) == repr(s) and again.diversity == "kcenter" and again.diversity_factor == 10
     k = make_strategy("entropy", diversity="kmeans++", diversity_factor=4)
-    name, params = parse_strategy(repr(k))
-    assert repr(make_strategy(name, **params)) == repr(k)
+    assert repr(make_strategy(k.name, **k.params())) == repr(k)
     assert repr(make_strategy("entropy")) == "entropy"  # unchanged when off
     with pytest.raises(ConfigError, match="diversity"):
         make_strategy("dfal+spread")

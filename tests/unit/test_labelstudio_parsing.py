@@ -24,8 +24,8 @@ def ts(seconds: float) -> str:
     return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def ann(ann_id: int, label: str | list[str] | None, *, user: int | dict = 1, at: float = 0, updated: float | None = None,
-        cancelled: bool = False, from_name: str = "label") -> dict:
+def ann(ann_id: int, label: str | list[str] | None, *, user: int | dict = 1, at: float = 0,
+        updated: float | None = None, cancelled: bool = False, from_name: str = "label") -> dict:
     labels = [label] if isinstance(label, str) else (label or [])
     result = [] if label is None else [{"from_name": from_name, "to_name": "image", "type": "choices",
                                         "value": {"choices": labels}}]
@@ -44,7 +44,8 @@ USERS = {1: "ann@example.com", 2: "bob@example.com", 3: "eve@example.com"}
 def test_single_annotation_becomes_label_with_annotator_email_and_external_id():
     res = L.parse_tasks([task(10, 7, ann(100, "dog", at=5))], CLASSES, users=USERS)
     [a] = res.annotations
-    assert (a.item_id, a.label, a.source, a.annotator, a.external_id) == (7, "dog", "annotator", "ann@example.com", "100")
+    assert (a.item_id, a.label, a.source, a.annotator, a.external_id) == (7, "dog", "annotator", "ann@example.com",
+                                                                          "100")
     assert a.created_at == T0 + timedelta(seconds=5) and not a.skipped
     assert res.cursor == T0 + timedelta(seconds=5) and res.tasks_seen == 1
     assert res.rejects == [] and res.disagreements == []

@@ -2,8 +2,8 @@
 
 import pytest
 
-from activeadv.simulation import aulc, labels_to_target, summarize
 from activeadv.records import CurvePoint
+from activeadv.simulation import aulc, labels_to_target, summarize
 
 
 def test_aulc_is_normalised_trapezoid():

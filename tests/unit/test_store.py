@@ -134,6 +134,53 @@ def test_round_selection_candidates_and_oracle_answers(store, project):
     assert (status.labeled, status.pending, status.skipped) == (2, 0, 1)
 
 
+def test_a_round_stores_its_strategy_as_name_and_json_parameters(store, project):
+    p, ids = project
+    store.add_labels(p.id, [Annotation(int(ids[0]), "cat", "seed")])
+    params = {"mode": "fast", "top_k": 10, "overshoot": 0.02, "diversity": "kcenter", "diversity_factor": 10}
+    rnd = store.start_round(p.id, "dfal", 2, params=params)
+    assert (rnd.strategy, rnd.strategy_params) == ("dfal", params)
+    again = store.unfinished_round(p.id)
+    assert (again.strategy, again.strategy_params) == ("dfal", params)
+    assert again.strategy_label == "dfal(fast)+kcenter"
+    assert again.strategy_text == "dfal(mode=fast, top_k=10, overshoot=0.02, diversity=kcenter, diversity_factor=10)"
+    store.add_selection(rnd.id, Selection(ids[[2]], np.array([0.5]), "ignored"))
+    assert store.selection(rnd.id).strategy == again.strategy_text  # selections read back show every parameter
+    assert store.pending(p.id)[0][1].strategy == again.strategy_text
+    store.finish_round(rnd.id)
+    seed = store.start_round(p.id, "seed", 3)
+    assert (seed.strategy, seed.strategy_params, seed.strategy_label) == ("seed", {}, "seed")
+    store.finish_round(seed.id)
+    with pytest.raises(ConfigError, match="JSON"):
+        store.start_round(p.id, "dfal", 2, params={"overshoot": float("inf")})
+    with pytest.raises(ConfigError, match="JSON"):
+        store.start_round(p.id, "dfal", 2, params={"model": object()})
+    with pytest.raises(ConfigError, match="strategy name"):
+        store.start_round(p.id, "x" * 201, 2)
+    assert [r.number for r in store.rounds(p.id)] == [0, 1]  # nothing stored by the refused ones
+
+
+def test_an_interrupted_round_is_finished_with_the_strategy_it_stored(store, project, caplog):
+    from activeadv.acquisition import make_strategy
+    from activeadv.loop import _resumed_strategy
+
+    p, _ = project
+    started = make_strategy("dfal+kmeans++", mode="exact", top_k=3, overshoot=0.05)
+    store.start_round(p.id, started.name, 4, params=started.params())
+    rnd = store.unfinished_round(p.id)
+    own = _resumed_strategy(rnd, make_strategy("entropy"))  # rerun with another --strategy
+    assert type(own) is type(started) and own.params() == started.params() and repr(own) == repr(started)
+    assert "its own strategy" in caplog.text
+    same = make_strategy("dfal+kmeans++", mode="exact", top_k=3, overshoot=0.05)
+    assert _resumed_strategy(rnd, same) is same  # asked for what it stored: kept as asked
+    store.finish_round(rnd.id)
+    store.start_round(p.id, "gone-strategy", 4, params={"x": 1})  # written by a version with other strategies
+    caplog.clear()
+    fallback = make_strategy("margin")
+    assert _resumed_strategy(store.unfinished_round(p.id), fallback) is fallback
+    assert "cannot rebuild" in caplog.text
+
+
 def test_lock_refuses_a_second_holder_and_takes_over_dead_ones(store, project):
     p, _ = project
     with store.lock(p.id):
@@ -143,9 +190,11 @@ def test_lock_refuses_a_second_holder_and_takes_over_dead_ones(store, project):
         assert store.lock_holder(p.id)[0] == os.getpid()
     assert store.lock_holder(p.id) is None
     # a lock left by a process that no longer exists on this host is taken over
-    from activeadv import schema as db
-    from sqlalchemy.orm import Session
     import socket
+
+    from sqlalchemy.orm import Session
+
+    from activeadv import schema as db
 
     with Session(store.engine) as s, s.begin():
         s.add(db.Lock(project_id=p.id, owner="x", pid=2**22 + 12345, host=socket.gethostname()))

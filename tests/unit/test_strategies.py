@@ -1,14 +1,16 @@
 """One contract for every strategy, plus known answers of the probability scores."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from activeadv.acquisition import (STRATEGIES, Entropy, LeastConfidence, Margin, make_strategy, parse_strategy,
-                                  select)
+from activeadv.acquisition import STRATEGIES, Entropy, LeastConfidence, Margin, Strategy, make_strategy, select
 from activeadv.data import ArrayPool
 from activeadv.errors import ConfigError
 from activeadv.networks import build_network
+from activeadv.records import strategy_label, strategy_text
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +98,86 @@ def test_dfal_prefers_points_near_a_linear_boundary():
     ("dfal", {"mode": "exact", "top_k": 3, "overshoot": 0.05}),
     ("dfal", {"shortlist": 0.1, "per_pick": 2}),
     ("fgsm-margin", {"max_epsilon": 0.25, "grid": 8}),
-])
-def test_a_stored_strategy_string_rebuilds_the_same_strategy(name, params):
-    """Rounds store repr(strategy); an interrupted round is finished with what parse_strategy reads back."""
+] + [(n, {"diversity": d, "diversity_factor": 4}) for n in sorted(STRATEGIES) if not STRATEGIES[n].diverse
+     for d in ("kcenter", "kmeans++")])
+def test_params_rebuild_the_same_strategy_through_json(name, params):
+    """Rounds store the name and params() as JSON; make_strategy(name, **params) rebuilds the same strategy."""
     strategy = make_strategy(name, **params)
-    stored_name, stored_params = parse_strategy(repr(strategy))
-    again = make_strategy(stored_name, **stored_params)
-    assert repr(again) == repr(strategy) and type(again) is type(strategy)
+    stored = json.loads(json.dumps(strategy.params(), allow_nan=False))  # what the JSON column gives back
+    assert stored == strategy.params()
+    again = make_strategy(strategy.name, **stored)
+    assert type(again) is type(strategy) and again.name == strategy.name == name
+    assert again.params() == strategy.params() and repr(again) == repr(strategy)
+    assert (again.diversity, again.diversity_factor) == (strategy.diversity, strategy.diversity_factor)
+    assert "+" not in strategy.name  # diversity is a parameter, never part of the stored name
 
+
+def test_the_command_line_name_plus_diversity_is_stored_as_name_and_parameters():
+    strategy = make_strategy("dfal+kmeans++", mode="exact")
+    assert strategy.name == "dfal" and strategy.label == "dfal+kmeans++"
+    assert strategy.params() == {"mode": "exact", "top_k": 10, "steps": 50, "overshoot": 0.02,
+                                 "diversity": "kmeans++", "diversity_factor": 10}
+    assert strategy_label(strategy.name, strategy.params()) == "dfal(exact)+kmeans++"
+    assert strategy_text(strategy.name, strategy.params()) == repr(strategy)
+    assert make_strategy("entropy").params() == {} and strategy_label("seed", {}) == "seed"
+
+
+
+class _PickLast(Strategy):
+    """Asks the worst-scored items: a choose() hook that select() must follow."""
+
+    name = "pick-last"
+
+    def score(self, model, pool, ids, ctx):
+        return np.asarray(ids, dtype=np.float64)  # higher id = better
+
+    def choose(self, model, pool, ids, scores, ranked, n, ctx, rng):
+        assert list(ranked) == list(np.argsort(-scores, kind="stable"))  # best first (no ties here)
+        return ranked[::-1][:n]
+
+
+def test_select_follows_a_strategys_choose_hook(pool_and_model):
+    pool, model = pool_and_model
+    sel = select(_PickLast(), model, pool, pool.ids[:30], 4, rng=np.random.default_rng(0))
+    assert list(sel.item_ids) == list(pool.ids[:4]) and list(sel.scores) == list(pool.ids[:4].astype(float))
+
+    class Bad(_PickLast):
+        def choose(self, model, pool, ids, scores, ranked, n, ctx, rng):
+            return np.array([0, 0])
+
+    with pytest.raises(RuntimeError, match="distinct"):
+        select(Bad(), model, pool, pool.ids[:30], 4, rng=np.random.default_rng(0))
+
+
+def test_coreset_embeds_each_candidate_once_for_score_and_choice(pool_and_model):
+    """choose() reuses the embeddings score() computed: one pass over the candidates, one over the labeled."""
+    pool, model = pool_and_model
+    rows = []
+    original = model.embed
+    model.embed = lambda x: (rows.append(len(x)), original(x))[1]
+    try:
+        sel = select(make_strategy("coreset"), model, pool, pool.ids[10:60], 5, rng=np.random.default_rng(0),
+                     labeled_ids=pool.ids[:10])
+    finally:
+        del model.embed
+    assert len(sel) == 5 and rows and sum(rows) == 50 + 10 + 5  # + the 5 picks' predictions (forward embeds)
+
+
+def test_coreset_choice_is_k_center_greedy_from_the_farthest_candidate(pool_and_model):
+    pool, model = pool_and_model
+    from activeadv.acquisition import ScoringContext, embeddings
+
+    labeled, candidates = pool.ids[:10], pool.ids[10:60]
+    sel = select(make_strategy("coreset"), model, pool, candidates, 3, rng=np.random.default_rng(0),
+                 labeled_ids=labeled)
+    ctx = ScoringContext()
+    emb = embeddings(model, pool, candidates, ctx).astype(np.float64)
+    covered = embeddings(model, pool, labeled, ctx).astype(np.float64)
+    expected = []
+    for _ in range(3):
+        dist = np.sqrt(((emb[:, None] - covered[None]) ** 2).sum(-1)).min(1)
+        best = int(np.argmax(dist))
+        expected.append(int(candidates[best]))
+        covered = np.concatenate([covered, emb[best : best + 1]])
+    assert list(sel.item_ids) == expected
+    assert sel.scores[0] == pytest.approx(sel.scores.max())  # the first pick is the farthest from the labeled

@@ -10,8 +10,7 @@ from torch import nn
 from activeadv import attacks
 from activeadv.data import ArrayPool, load_dataset
 from activeadv.errors import ConfigError
-from activeadv.training import (TrainConfig, augment, predict_proba, step_count, train, train_step,
-                                unlabeled_batches)
+from activeadv.training import TrainConfig, augment, predict_proba, step_count, train, train_step, unlabeled_batches
 
 
 def _small_model(seed: int = 0) -> nn.Module:
