@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, insert, inspect, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -104,6 +104,9 @@ def _from_db_time(value: datetime | None) -> datetime | None:
 def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+_MIGRATION_LOCK = 0x616374697665  # PostgreSQL advisory lock key held while the schema is migrated ("active")
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -258,6 +261,8 @@ class Store:
             raise SchemaError(self._newer(current))
         log.info("upgrading %s to %s", self.display_url, revision)
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # two `init`s at once both created alembic_version: one waits here,
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})  # then no-ops
             command.upgrade(self._alembic_config(conn), revision)
 
     def knows(self, revision: str) -> bool:
@@ -687,9 +692,16 @@ class Store:
         self.set_round_state(round_id, "done", timings=timings)
 
     def record_model(self, round_id: int, path: str | Path, metrics: records.EvalMetrics | None,
-                     labels_used: int, stop_agreement: float | None = None) -> None:
-        """Store (or replace, on a rerun) the round's model and mark the round ``trained``."""
+                     labels_used: int, stop_agreement: float | None = None,
+                     robustness: Sequence[records.RobustnessRow] | None = None) -> None:
+        """Store (or replace, on a rerun) the round's model and mark the round ``trained``.
+
+        ``robustness``: the model's suite, stored in the same transaction
+        (replacing the round's rows); None leaves the stored rows alone.
+        """
         with self._session() as s:
+            if robustness is not None:
+                self._replace_robustness(s, round_id, robustness)
             row = s.scalar(select(db.Model).where(db.Model.round_id == round_id))
             if row is None:
                 row = db.Model(round_id=round_id)
@@ -707,6 +719,41 @@ class Store:
             rnd.labels_used = int(labels_used)
             if db.ROUND_STATES.index(rnd.state) < db.ROUND_STATES.index("trained"):
                 rnd.state = "trained"
+
+    # -------------------------------------------------------------- robustness
+    def save_robustness(self, round_id: int, rows: Sequence[records.RobustnessRow]) -> None:
+        """The round's robustness suite (replacing whatever the round had): one row per (attack, eps)."""
+        with self._session() as s:
+            if s.get(db.Round, round_id) is None:
+                raise NotFoundError(f"no round with id {round_id}")
+            self._replace_robustness(s, round_id, rows)
+
+    @staticmethod
+    def _replace_robustness(s: Session, round_id: int, rows: Sequence[records.RobustnessRow]) -> None:
+        s.execute(delete(db.Robustness).where(db.Robustness.round_id == round_id))
+        unique = {(r.attack, float(r.eps)): r for r in rows}  # the last of a repeated (attack, eps)
+        s.add_all(db.Robustness(round_id=round_id, attack=r.attack[:32], eps=float(r.eps), norm=r.norm[:8],
+                                radius=float(r.radius), accuracy=float(r.accuracy), n=int(r.n),
+                                seconds=float(r.seconds)) for r in unique.values())
+
+    def round_robustness(self, round_id: int) -> tuple[records.RobustnessRow, ...]:
+        """A round's stored suite, in the order it was measured (empty when it has none)."""
+        with self._session() as s:
+            rows = s.scalars(select(db.Robustness).where(db.Robustness.round_id == round_id)
+                             .order_by(db.Robustness.id))
+            return tuple(_robustness_record(r) for r in rows)
+
+    def robustness(self, project_id: int) -> dict[int, tuple[records.RobustnessRow, ...]]:
+        """Every round's stored suite keyed by round *number* (rounds without one are absent)."""
+        out: dict[int, list[records.RobustnessRow]] = {}
+        with self._session() as s:
+            rows = s.execute(select(db.Round.number, db.Robustness)
+                             .join(db.Robustness, db.Robustness.round_id == db.Round.id)
+                             .where(db.Round.project_id == project_id)
+                             .order_by(db.Round.number, db.Robustness.id))
+            for number, row in rows:
+                out.setdefault(int(number), []).append(_robustness_record(row))
+        return {k: tuple(v) for k, v in out.items()}
 
     def add_selection(self, round_id: int, selection: records.Selection) -> int:
         """Save a round's selection (best first) and mark the round ``selected``; returns rows added.
@@ -974,6 +1021,11 @@ class Store:
             if held is None:
                 return None
             return held.pid, held.host, _from_db_time(held.heartbeat_at)  # type: ignore[return-value]
+
+
+def _robustness_record(row: db.Robustness) -> records.RobustnessRow:
+    return records.RobustnessRow(attack=row.attack, eps=float(row.eps), accuracy=float(row.accuracy), n=int(row.n),
+                                 norm=row.norm, radius=float(row.radius), seconds=float(row.seconds))
 
 
 def _event_record(row: db.Event) -> records.EventInfo:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,15 @@ from typing import Any
 from activeadv.app.annotation import label_studio_summary, link_project
 from activeadv.app.workspace import Workspace
 from activeadv.errors import ConfigError
-from activeadv.records import ProjectInfo, ProjectStatus, RegisterResult, RoundInfo
+from activeadv.records import (
+    ProjectInfo,
+    ProjectStatus,
+    RegisterResult,
+    RobustnessRow,
+    RoundInfo,
+    robustness_at,
+    worst_case,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +66,13 @@ def init_project(ws: Workspace, name: str, dataset: str, *, classes: list[str] |
         if existing is None:
             settings = TrainConfig(**(train_settings or {})).to_dict()
             settings.pop("device", None)
-            project = store.create_project(name, dataset, data.class_names, train_settings=settings)
-        else:
+            try:
+                project = store.create_project(name, dataset, data.class_names, train_settings=settings)
+            except ConfigError:  # another `init` created it a moment ago: extend it like any existing project
+                existing = {p.name: p for p in store.projects()}.get(name)
+                if existing is None:
+                    raise
+        if existing is not None:
             if existing.dataset != dataset:
                 raise ConfigError(f"project '{name}' uses dataset '{existing.dataset}', not '{dataset}'")
             if tuple(data.class_names) != existing.class_names:
@@ -68,7 +81,8 @@ def init_project(ws: Workspace, name: str, dataset: str, *, classes: list[str] |
             project = existing
             if explicit:
                 project = store.update_project(project.id, train_settings={**project.train_settings, **explicit})
-        registered = register_dataset(store, project, data, progress=progress)
+        with store.lock(project.id):  # a concurrent `init` (or round) waits its turn: items are added once
+            registered = register_dataset(store, project, data, progress=progress)
         if client is not None:
             root = ws.files_root(None, client.url)
             project = link_project(store, project, client, files_root=root, pool=data.pool)
@@ -140,18 +154,53 @@ def project_status(ws: Workspace, name: str | None = None, *, label_studio: bool
     holder = ws.store.lock_holder(project.id)
     ls = label_studio_summary(ws, project) if label_studio else None
     return StatusView(project, st, None if holder is None else (holder[0], holder[1]), ls,
-                      [round_row(r) for r in st.rounds], stopping_summary(st.rounds),
+                      round_rows(ws, project, st.rounds), stopping_summary(st.rounds),
                       len(ws.store.disagreements(project.id)))
 
 
-def round_row(r: RoundInfo) -> dict[str, Any]:
-    """One round as plain data (the status table, ``--json``, the service)."""
+def round_rows(ws: Workspace, project: ProjectInfo, rounds: Sequence[RoundInfo]) -> list[dict[str, Any]]:
+    """``round_row`` of each round, with its stored robustness suite (headline at the project's training eps)."""
+    suites = ws.store.robustness(project.id)
+    epsilon = training_epsilon(project)
+    return [round_row(r, suites.get(r.number, ()), epsilon) for r in rounds]
+
+
+def training_epsilon(project: ProjectInfo) -> float:
+    """The project's training eps (TrainConfig's default 0.1 when it has none): the robustness headline's eps."""
+    value = project.train_settings.get("epsilon")
+    return float(value) if isinstance(value, (int, float)) and value > 0 else 0.1
+
+
+def suite_summary(rows: Sequence[RobustnessRow], epsilon: float) -> dict[str, Any] | None:
+    """A round's robustness suite as plain data; None when it has none.
+
+    ``eps``: the sweep's eps nearest to ``epsilon``; ``at_eps``: accuracy per
+    attack there; ``worst``/``worst_attack``: the lowest of them (the
+    headline); ``accuracy``: the whole suite, ``{attack: {eps: accuracy}}``
+    (eps as text, ``0`` for clean); ``n``: test items attacked; ``seconds``:
+    what the suite cost (shared measurements counted once).
+    """
+    if not rows:
+        return None
+    near, at_eps = robustness_at(rows, epsilon)
+    attack, worst = worst_case(at_eps)
+    accuracy: dict[str, dict[str, float]] = {}
+    for row in rows:
+        accuracy.setdefault(row.attack, {})[f"{row.eps:g}"] = row.accuracy
+    return {"eps": near, "at_eps": at_eps, "worst": worst, "worst_attack": attack, "accuracy": accuracy,
+            "n": max(r.n for r in rows),
+            "seconds": round(sum(r.seconds for r in rows if r.attack not in ("fgsm_true", "transfer")), 3)}
+
+
+def round_row(r: RoundInfo, suite: Sequence[RobustnessRow] = (), epsilon: float = 0.1) -> dict[str, Any]:
+    """One round as plain data (the status table, ``--json``, the service); ``suite``: its robustness rows."""
     return {"round": r.number, "strategy": r.strategy, "strategy_params": r.strategy_params,
             "strategy_label": r.strategy_label,
             "state": r.state, "labels": r.labels_used, "selected": r.selected,
             "accuracy": r.metrics.accuracy if r.metrics else None,
             "fgsm_accuracy": r.metrics.fgsm_accuracy if r.metrics else None,
             "pgd_accuracy": r.metrics.pgd_accuracy if r.metrics else None,
+            "robustness": suite_summary(suite, epsilon),
             "agreement": r.stop_agreement,
             "seconds": round(sum(r.timings.values()), 3), "model": r.model_path,
             "started_at": r.started_at.isoformat()}
@@ -172,10 +221,13 @@ def stopping_summary(rounds: list[RoundInfo] | tuple[RoundInfo, ...], window: in
 
 # ---------------------------------------------------------------------- report
 def write_report(ws: Workspace, name: str | None, out_dir: Path) -> list[Path]:
-    """rounds.csv, simulations.csv and accuracy.png: the project's rounds beside stored simulate runs."""
-    from activeadv.report import write_disagreements
+    """rounds.csv, simulations.csv and accuracy.png: the project's rounds beside stored simulate runs;
+    robustness.csv and robustness.png: the rounds' robustness suites; disagreements.csv."""
+    from activeadv.report import write_disagreements, write_robustness
     from activeadv.report import write_report as write
 
     project = ws.project(name)
-    written = write(ws.store.status(project.id), ws.store.simulations(project.dataset), out_dir)
+    status = ws.store.status(project.id)
+    written = write(status, ws.store.simulations(project.dataset), out_dir)
+    written += write_robustness(status, ws.store.robustness(project.id), out_dir, training_epsilon(project))
     return [*written, write_disagreements(ws.store.disagreements(project.id), Path(out_dir) / "disagreements.csv")]

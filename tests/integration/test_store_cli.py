@@ -103,3 +103,24 @@ def _two_pngs(folder):
     _png(folder / "train" / "a" / "0.png", 10)
     _png(folder / "train" / "b" / "0.png", 200)
     return folder
+
+
+def test_concurrent_inits_on_an_empty_database_create_one_project_and_never_a_traceback(database_url, tmp_path):
+    """Three `init`s at once on a brand-new database (PostgreSQL raced on creating alembic_version, then on the
+    items): each one succeeds or says in one line that another process holds the project; items exist once."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ACTIVEADV_DATABASE_URL": database_url}
+    procs = [subprocess.Popen([sys.executable, "-c", "from activeadv.cli import main; main()", "init", "race",
+                               "--dataset", "digits", "-q"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    for code, out, err in results:
+        assert "Traceback" not in err, err
+        assert code == 0 or (code == 1 and "already running on this project" in err), (code, out, err)
+    assert any(code == 0 for code, _, _ in results)
+    with Store.open(database_url) as store:
+        [project] = store.projects()
+        assert store.status(project.id).pool == 1257  # every digits image once
