@@ -319,11 +319,6 @@ class DFAL(Strategy):
         exact[short] = True
         return distance, exact
 
-    def distances(self, model, pool, ids, ctx) -> np.ndarray:
-        """Distance to the boundary per item: exact DeepFool, or in fast mode its first-order estimate
-        off the shortlist."""
-        return self.rank_distances(model, pool, ids, ctx)[0]
-
     def score(self, model, pool, ids, ctx):
         distance, exact = self.rank_distances(model, pool, ids, ctx)
         if exact.all():

@@ -69,7 +69,6 @@ def stream(pool: Pool, ids: np.ndarray | Sequence[int], batch_size: int, *,
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-DATASET_KINDS = ("digits", "idx", "npz", "folder")
 
 
 class Pool:
@@ -511,9 +510,7 @@ def _folder_pool(root: Path, class_names: Sequence[str] | None, mode: str | None
             raise DataError(f"{root}: sub-folder(s) {', '.join(unknown)} not among the classes")
         targets = np.fromiter((index[key.split("/", 1)[0]] for key in readable), dtype=np.int64, count=len(readable))
     assert mode is not None and size is not None
-    pool = FolderPool(root, readable, names, targets, mode, size)
-    pool.skipped_files = skipped  # type: ignore[attr-defined]
-    return pool
+    return FolderPool(root, readable, names, targets, mode, size)
 
 
 def _load_folder(spec: str, root: Path, class_names: Sequence[str] | None) -> Dataset:
