@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -441,9 +441,34 @@ def _kcenter_greedy(candidate_emb: np.ndarray, covered: np.ndarray, n: int, orde
     return chosen
 
 
+class Ranker(Protocol):
+    """Where a selection's scoring runs: ``rank_local`` here, ``distributed.RayRanker`` on a Ray cluster.
+
+    Given the candidate ids (sorted) and the seeded tie-break ``order``,
+    returns ``(ids, scores, ranked)``: the candidates it kept (all of them,
+    or only the best ``ctx.n`` when the pool is too large to hold scores for),
+    their scores, and positions into those ids best first, equal scores in
+    ``order``'s order.  ``select`` then lets the strategy choose from them.
+    """
+
+    def __call__(self, strategy: Strategy, model: nn.Module, pool: Pool, pool_ids: np.ndarray, order: np.ndarray,
+                 ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def rank_local(strategy: Strategy, model: nn.Module, pool: Pool, pool_ids: np.ndarray, order: np.ndarray,
+               ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score every candidate in this process; keep them all (the default ``Ranker``)."""
+    all_scores = np.asarray(strategy.score(model, pool, pool_ids, ctx), dtype=np.float64)
+    if all_scores.shape != (len(pool_ids),):
+        raise RuntimeError(f"{strategy!r} returned {all_scores.shape} scores for {len(pool_ids)} items")
+    # stable sort on the shuffled order: equal scores come out in random (seeded) order
+    return pool_ids, all_scores, order[np.argsort(-all_scores[order], kind="stable")]
+
+
 def select(strategy: Strategy, model: nn.Module, pool: Pool, candidates: np.ndarray, n: int, *,
            rng: np.random.Generator, labeled_ids: np.ndarray | None = None, subsample: int | None = None,
-           batch_size: int = 256, progress: bool = False, rows: int | None = None) -> Selection:
+           batch_size: int = 256, progress: bool = False, rows: int | None = None,
+           ranker: Ranker | None = None) -> Selection:
     """Choose ``n`` items among ``candidates`` (unlabeled only, no duplicates), best first.
 
     ``subsample`` scores only a random subset of that size (DFAL's protocol
@@ -452,6 +477,7 @@ def select(strategy: Strategy, model: nn.Module, pool: Pool, candidates: np.ndar
     candidates, then its ``choose`` picks the batch from the ranking (core-set:
     k-center greedy; ``diversity`` set: n picks spread over the
     ``diversity_factor x n`` best, still best first); by default the top n.
+    ``ranker`` says where the scoring runs (``rank_local``: here).
     """
     labeled = np.unique(np.asarray(labeled_ids if labeled_ids is not None else [], dtype=np.int64))
     pool_ids = np.unique(np.asarray(candidates, dtype=np.int64))
@@ -468,11 +494,7 @@ def select(strategy: Strategy, model: nn.Module, pool: Pool, candidates: np.ndar
     if len(pool_ids) == 0 or n == 0:
         empty = np.empty(0, dtype=np.int64)
         return Selection(empty, np.empty(0), repr(strategy), empty, np.empty(0))
-    all_scores = np.asarray(strategy.score(model, pool, pool_ids, ctx), dtype=np.float64)
-    if all_scores.shape != (len(pool_ids),):
-        raise RuntimeError(f"{strategy!r} returned {all_scores.shape} scores for {len(pool_ids)} items")
-    # stable sort on the shuffled order: equal scores come out in random (seeded) order
-    ranked = order[np.argsort(-all_scores[order], kind="stable")]
+    pool_ids, all_scores, ranked = (ranker or rank_local)(strategy, model, pool, pool_ids, order, ctx)
     picks = strategy.choose(model, pool, pool_ids, all_scores, ranked, n, ctx, rng)
     if picks is None:
         picks = ranked[:n]

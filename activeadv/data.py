@@ -16,6 +16,7 @@ Dataset specs accepted by ``load_dataset``::
     npz:FILE          arrays x [, y] [, x_test, y_test] [, class_names]
     folder:DIR        images; one sub-folder per class when labels are known;
                       DIR/train and DIR/test are used as pool and test split when both exist
+    manifest:FILE     a .csv (or .parquet) listing path or uri [, label] [, split] [, hash] (activeadv.manifest)
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ class FolderPool(Pool):
         for row, (pos, item_id) in enumerate(zip(positions, ids)):
             path = self._path(int(pos))
             try:
-                with Image.open(path) as img:
+                with Image.open(self._open(int(pos))) as img:
                     img = img.convert(self._mode)
                     if img.size != self._size:
                         img = img.resize(self._size)
@@ -290,6 +291,10 @@ class FolderPool(Pool):
                 continue
             out[row] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
         return torch.from_numpy(out)
+
+    def _open(self, position: int) -> Any:
+        """What ``PIL.Image.open`` reads for a position: the local path (a manifest pool may open a URI)."""
+        return self._path(position)
 
     def _raw_bytes(self, position: int) -> bytes:
         with open(self._path(position), "rb") as fh:
@@ -315,6 +320,10 @@ def load_dataset(spec: str, *, class_names: Sequence[str] | None = None) -> Data
     kind, _, arg = spec.partition(":")
     if kind == "digits" and not arg:
         return _load_digits(class_names)
+    if kind == "manifest":  # paths or URIs listed in a CSV / Parquet file (activeadv.manifest)
+        from activeadv.manifest import load_manifest
+
+        return load_manifest(spec, arg, class_names)
     if kind in ("idx", "npz", "folder"):
         if not arg:
             raise DataError(f"dataset spec '{spec}' needs a path: {kind}:PATH")
@@ -323,7 +332,7 @@ def load_dataset(spec: str, *, class_names: Sequence[str] | None = None) -> Data
             raise DataError(f"dataset path not found: {path}")
         loader = {"idx": _load_idx, "npz": _load_npz, "folder": _load_folder}[kind]
         return loader(spec, path, class_names)
-    raise DataError(f"unknown dataset '{spec}': use digits, idx:DIR, npz:FILE or folder:DIR")
+    raise DataError(f"unknown dataset '{spec}': use digits, idx:DIR, npz:FILE, folder:DIR or manifest:FILE")
 
 
 def _names(num: int, given: Sequence[str] | None) -> list[str]:

@@ -2,7 +2,7 @@
 
 ``run_round`` is the only place that knows every step::
 
-    collect answers -> train -> evaluate -> select -> request -> collect
+    collect answers -> train -> evaluate [-> robustness suite] -> select -> request -> collect
 
 Every step reads its input from the store and writes its output there before
 the next one starts, and the round's ``state`` column records how far it got
@@ -10,6 +10,14 @@ the next one starts, and the round's ``state`` column records how far it got
 point and calling ``run_round`` again therefore finishes the same round: a
 trained model is reloaded from its checkpoint, a saved selection is re-sent,
 and labels are keyed so that nothing is stored twice.
+
+The robustness suite (``TrainConfig.robustness_config``, off unless
+``--eval-subset`` > 0) runs after ``evaluate``, with the last
+``eval_surrogates`` earlier rounds' checkpoints as transfer surrogates, and is
+stored with the model in one transaction.  With ``adv_ensemble = K`` the
+frozen checkpoints of the last K earlier rounds are the static models of
+ensemble adversarial training (none yet: ``train`` trains K surrogates).
+Each checkpoint file is loaded once per round, whatever it serves as.
 
 A project with no labels yet starts with a *seed* round (number 0): a random
 ``initial`` set is requested and nothing is trained.  With the simulated
@@ -158,7 +166,8 @@ def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle,
         log.info("%d label(s) collected", counts.added)
     done = store.get_round(rnd.id)
     return RoundResult(round=done.number, labels=done.labels_used or 0, metrics=metrics,  # type: ignore[arg-type]
-                       selection=store.selection(rnd.id), timings=done.timings)
+                       selection=store.selection(rnd.id), timings=done.timings,
+                       robustness=store.round_robustness(rnd.id))
 
 
 # ------------------------------------------------------- several rounds, waiting for people
@@ -328,25 +337,75 @@ def _train(store: Store, project: ProjectInfo, data: Dataset, cfg: training.Trai
     ids, labels = in_request_order(store, project, ids, labels)
     rounds = store.rounds(project.id)
     cfg = replace(cfg, seed=round_train_seed(cfg.seed, rounds, rnd.number))
+    suite = cfg.robustness_config() if data.test is not None and data.test.has_targets else None
+    checkpoints = _Checkpoints(cfg.device)  # each earlier checkpoint loaded once, whatever it serves as
     path_before = previous_model_path(rounds, rnd.number)
-    # loaded once: the warm start's weights and the stopping rule's comparison model
-    before = None if path_before is None else training.load_checkpoint(path_before, cfg.device)
+    # the warm start's weights and the stopping rule's comparison model
+    before = None if path_before is None else checkpoints.load(path_before)
     init_state = before.state_dict() if cfg.warm_start and before is not None else None
+    # ensemble adversarial training: the frozen models of the last K earlier rounds (none yet: train() trains K)
+    statics = [checkpoints.load(p) for p in earlier_model_paths(rounds, rnd.number, cfg.adv_ensemble)]
     with _timed(timings, "train"):
         model = training.train(data.pool, ids, labels, cfg, progress=progress, init_state=init_state,
-                               unlabeled_ids=np.setdiff1d(data.pool.ids, ids) if cfg.unlabeled != "none" else None)
+                               unlabeled_ids=np.setdiff1d(data.pool.ids, ids) if cfg.unlabeled != "none" else None,
+                               static_models=statics)
     metrics: EvalMetrics | None = None
     if data.test is not None and data.test.has_targets:
         with _timed(timings, "evaluate"):
             metrics = training.evaluate(model, data.test, cfg, progress=progress)
+    rows = None
+    if suite is not None and data.test is not None:
+        from activeadv.robustness import evaluate_robustness
+
+        # black-box transfer from the last K earlier rounds' models (none for a project's first model)
+        surrogates = [checkpoints.load(p) for p in earlier_model_paths(rounds, rnd.number, cfg.eval_surrogates)]
+        with _timed(timings, "robustness"):
+            rows = evaluate_robustness(model, data.test, suite, surrogates=surrogates, progress=progress).rows
     with _timed(timings, "evaluate"):
         agreement = stop_agreement(model, before, data, cfg)
     path = checkpoint_path(checkpoint_dir, project, rnd.number)
     training.save_checkpoint(model, path, cfg, {"project": project.name, "round": rnd.number,
                                                 "labels": int(len(ids))},
                              input_shape=data.pool.input_shape, num_classes=data.pool.num_classes)
-    store.record_model(rnd.id, path, metrics, labels_used=len(ids), stop_agreement=agreement)
+    store.record_model(rnd.id, path, metrics, labels_used=len(ids), stop_agreement=agreement,
+                       robustness=rows if rows is not None else ())
     return model, metrics
+
+
+class _Checkpoints:
+    """Earlier rounds' models, each file loaded once (in eval mode, on ``device``) and shared by its uses."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.loaded: dict[Path, object] = {}
+
+    def load(self, path: Path):
+        path = Path(path)
+        if path not in self.loaded:
+            self.loaded[path] = training.load_checkpoint(path, self.device)
+        return self.loaded[path]
+
+
+def earlier_model_paths(rounds: list[RoundInfo], number: int, k: int) -> list[Path]:
+    """The checkpoints of the last ``k`` rounds before ``number`` that trained a model, oldest first.
+
+    Static models of ensemble adversarial training and transfer surrogates;
+    a checkpoint whose file is gone is skipped (with a warning).
+    """
+    if k <= 0:
+        return []
+    found: list[Path] = []
+    for r in sorted(rounds, key=lambda r: r.number, reverse=True):
+        if r.number < number and r.model_path is not None:
+            path = Path(r.model_path)
+            if not path.exists():
+                log.warning("checkpoint of round %d is missing (%s): not used as a static model or surrogate",
+                            r.number, path)
+                continue
+            found.append(path)
+            if len(found) == k:
+                break
+    return found[::-1]
 
 
 def previous_model_path(rounds: list[RoundInfo], number: int) -> Path | None:

@@ -46,6 +46,7 @@ from activeadv.acquisition import DFAL, ScoringContext, Strategy, make_strategy,
 from activeadv.data import Pool, load_dataset, stream
 from activeadv.errors import ConfigError
 from activeadv.networks import count_parameters, device_of
+from activeadv.robustness import evaluate_robustness
 from activeadv.training import TrainConfig, evaluate, resolve_device, train
 
 log = logging.getLogger(__name__)
@@ -417,6 +418,8 @@ def round_bench(cfg: RoundBenchConfig, *, progress: bool = False,
     strategy = make_strategy(cfg.strategy)
     rounds = []
     state = None  # the previous round's weights, for --warm-start
+    suite = train_cfg.robustness_config()  # the per-round robustness suite (None: --eval-subset 0)
+    earlier: list[nn.Module] = []
     for number in range(cfg.rounds):
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -429,6 +432,13 @@ def round_bench(cfg: RoundBenchConfig, *, progress: bool = False,
         t0 = time.perf_counter()
         metrics = evaluate(model, ds.test, train_cfg, progress=progress)
         timings["evaluate"] = time.perf_counter() - t0
+        if suite is not None:  # as a project round: transfer from the previous rounds' models
+            t0 = time.perf_counter()
+            evaluate_robustness(model, ds.test, suite, surrogates=earlier[-train_cfg.eval_surrogates:]
+                                if train_cfg.eval_surrogates else [], progress=progress)
+            _sync(device)
+            timings["robustness"] = time.perf_counter() - t0
+            earlier = [*earlier, model][-max(train_cfg.eval_surrogates, 1):]
         candidates = np.setdiff1d(universe, labeled)
         timed = _TimedStrategy(strategy)
         t0 = time.perf_counter()
@@ -443,7 +453,7 @@ def round_bench(cfg: RoundBenchConfig, *, progress: bool = False,
         say(f"round {number}: {len(labeled)} labels, acc {metrics.accuracy:.3f}, "
             + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
         labeled = np.union1d(labeled, selection.item_ids)  # the simulated annotators answer at once
-    phases = ("train", "evaluate", "score", "select", "total")
+    phases = ("train", "evaluate", *(("robustness",) if suite is not None else ()), "score", "select", "total")
     summary = {p: dict(zip(("median", "min", "max"), _median_spread([r["seconds"][p] for r in rounds])))  # type: ignore[index]
                for p in phases}
     config = asdict(cfg)

@@ -8,7 +8,7 @@ positions inside a subset.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -87,6 +87,50 @@ class EvalMetrics:
 
 
 @dataclass(frozen=True)
+class RobustnessRow:
+    """One measurement of the robustness suite (``robustness.evaluate_robustness``), flat and torch-free.
+
+    ``attack`` is one of ``robustness.ATTACKS`` (or ``clean``, ``transfer_fgsm``,
+    ``transfer_pgd``); ``eps`` the sweep's L-inf eps (0.0 for ``clean``);
+    ``norm`` and ``radius`` the ball the attack searched ("inf" and eps, "2"
+    and the L2 radius for ``pgd_l2``, "" and 0.0 for ``clean``); ``accuracy``
+    w.r.t. the true labels on ``n`` attacked items; ``seconds`` the time this
+    (attack, eps) took.  Stored per round (``robustness`` table) and per
+    simulated round (``CurvePoint.robustness``).
+    """
+
+    attack: str
+    eps: float
+    accuracy: float
+    n: int
+    norm: str = "inf"
+    radius: float = 0.0
+    seconds: float = 0.0
+
+
+def robustness_at(rows: Sequence[RobustnessRow], eps: float) -> tuple[float | None, dict[str, float]]:
+    """``(sweep eps nearest to eps, {attack: accuracy there})`` of one model's suite; ``(None, {})`` when empty.
+
+    The headline of a round: its suite at the training eps (or the sweep's
+    closest eps).  ``clean`` is left out.
+    """
+    sweep = sorted({r.eps for r in rows if r.attack != "clean"})
+    if not sweep:
+        return None, {}
+    near = min(sweep, key=lambda e: (abs(e - eps), e))
+    return near, {r.attack: r.accuracy for r in rows if r.attack != "clean" and r.eps == near}
+
+
+def worst_case(at_eps: Mapping[str, float]) -> tuple[str | None, float | None]:
+    """The attack with the lowest accuracy (``transfer_fgsm``/``transfer_pgd`` are summed up in ``transfer``)."""
+    candidates = {a: v for a, v in at_eps.items() if a not in ("transfer_fgsm", "transfer_pgd")}
+    if not candidates:
+        return None, None
+    attack = min(candidates, key=lambda a: (candidates[a], a))
+    return attack, candidates[attack]
+
+
+@dataclass(frozen=True)
 class CurvePoint:
     """One point of a learning curve: accuracy after training on ``labels`` labels."""
 
@@ -97,6 +141,7 @@ class CurvePoint:
     accuracy: float
     fgsm_accuracy: float | None = None
     agreement: float | None = None  # Cohen's kappa with the previous round's predictions on the stop set
+    robustness: tuple[RobustnessRow, ...] = ()  # the round's robustness suite (empty when off)
 
 
 @dataclass(frozen=True)
@@ -108,6 +153,7 @@ class RoundResult:
     metrics: EvalMetrics
     selection: Selection | None
     timings: dict[str, float] = field(default_factory=dict)
+    robustness: tuple[RobustnessRow, ...] = ()  # the suite stored for this round (empty when off or untrained)
 
 
 # ---------------------------------------------------------------- store records

@@ -1,4 +1,5 @@
-"""The project report: accuracy against labels across rounds, beside stored simulations (CSV and PNG)."""
+"""The project report: accuracy against labels across rounds, beside stored simulations, and the rounds'
+robustness suites (CSV and PNG)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from activeadv.loop import stopping_state
-from activeadv.records import DisagreementRow, ProjectStatus, SimulationInfo
+from activeadv.records import DisagreementRow, ProjectStatus, RobustnessRow, SimulationInfo, robustness_at
 from activeadv.stopping import StabilizingPredictions
 
 
@@ -85,6 +86,80 @@ def write_report(status: ProjectStatus, simulations: list[SimulationInfo], out_d
     fig.savefig(png, dpi=120)
     plt.close(fig)
     return [rounds_csv, sims_csv, png]
+
+
+ROBUSTNESS_COLUMNS = ("round", "labels", "attack", "eps", "norm", "radius", "accuracy", "n", "seconds")
+# the attacks drawn (transfer_fgsm/transfer_pgd are in the csv; their worst case is ``transfer``)
+PLOTTED = ("clean", "fgsm", "fgsm_pred", "bim", "pgd", "pgd_l2", "ll", "transfer")
+
+
+def write_robustness(status: ProjectStatus, suites: dict[int, tuple[RobustnessRow, ...]], out_dir: Path,
+                     epsilon: float = 0.1) -> list[Path]:
+    """``robustness.csv`` (round x attack x eps) and ``robustness.png``.
+
+    The plot's left panel: accuracy against eps per attack for the last round
+    with a suite; right panel: accuracy per round (x: labels used) at the
+    sweep's eps nearest to ``epsilon`` (the training eps), one line per attack.
+    Rounds without a suite (before revision 0005, or run with
+    ``--eval-subset 0``) are absent; with none at all the plot says so.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = {r.number: r.labels_used for r in status.rounds}
+    path_csv = out_dir / "robustness.csv"
+    with path_csv.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(ROBUSTNESS_COLUMNS)
+        for number in sorted(suites):
+            for r in suites[number]:
+                writer.writerow([number, "" if labels.get(number) is None else labels[number], r.attack,
+                                 f"{r.eps:g}", r.norm, f"{r.radius:.6g}", f"{r.accuracy:.6f}", r.n,
+                                 f"{r.seconds:.4f}"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    numbers = sorted(suites)
+    if numbers:
+        last = numbers[-1]
+        clean = next((r.accuracy for r in suites[last] if r.attack == "clean"), None)
+        for attack in PLOTTED[1:]:
+            points = sorted((r.eps, r.accuracy) for r in suites[last] if r.attack == attack)
+            if points:
+                xs, ys = zip(*points)
+                left.plot([0.0, *xs] if clean is not None else xs, [clean, *ys] if clean is not None else ys,
+                          "o-", markersize=3, label=attack)
+        left.set_title(f"round {last} ({labels.get(last) or 0} labels): accuracy vs eps")
+        near = {n: robustness_at(suites[n], epsilon)[0] for n in numbers}
+        for attack in PLOTTED:
+            points = [(labels.get(n) or 0, r.accuracy) for n in numbers for r in suites[n]
+                      if r.attack == attack and (attack == "clean" or r.eps == near[n])]
+            if points:
+                xs, ys = zip(*points)
+                right.plot(xs, ys, "o-" if attack == "clean" else "o:", markersize=3,
+                           color="black" if attack == "clean" else None, label=attack)
+        shown = sorted({e for e in near.values() if e is not None})
+        right.set_title(f"per round at eps {', '.join(f'{e:g}' for e in shown)}")
+        left.legend(fontsize=8)
+        right.legend(fontsize=8)
+    else:
+        for ax in (left, right):
+            ax.text(0.5, 0.5, "no round with a robustness suite yet", ha="center", va="center",
+                    transform=ax.transAxes)
+    left.set_xlabel("eps (L-inf; pgd_l2 at its L2 radius for that eps)")
+    right.set_xlabel("labels used for training")
+    for ax in (left, right):
+        ax.set_ylabel("test accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{status.project.name}: robustness")
+    png = out_dir / "robustness.png"
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return [path_csv, png]
 
 
 def write_disagreements(rows: list[DisagreementRow], path: Path) -> Path:

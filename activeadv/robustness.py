@@ -60,7 +60,7 @@ from activeadv import attacks
 from activeadv.data import Pool, stream
 from activeadv.errors import ConfigError
 from activeadv.networks import device_of, row_slices
-from activeadv.training import resolve_device
+from activeadv.records import RobustnessRow
 
 ATTACKS = ("fgsm", "bim", "pgd", "pgd_l2", "ll", "fgsm_true", "fgsm_pred", "transfer")
 L2_PER_LINF_SQRT_D = 2.0 / (0.3 * 28)  # Madry et al. 2018 MNIST: L-inf 0.3 <-> L2 2.0 on 28x28 = 784 values
@@ -112,25 +112,6 @@ class RobustnessConfig:
     def l2_radii(self, input_shape: tuple[int, ...]) -> tuple[float, ...]:
         """The L2 radius of ``pgd_l2`` for each eps."""
         return self.l2_eps if self.l2_eps is not None else tuple(l2_radius(e, input_shape) for e in self.eps)
-
-
-@dataclass(frozen=True)
-class RobustnessRow:
-    """One measurement, flat and torch-free for storing per round.
-
-    ``eps`` is the sweep's L-inf eps (0.0 for ``clean``); ``norm`` and
-    ``radius`` the ball the attack searched ("inf" and eps, "2" and the L2
-    radius for ``pgd_l2``, "" and 0.0 for ``clean``); ``n`` the items
-    attacked; ``seconds`` the time this (attack, eps) took.
-    """
-
-    attack: str
-    eps: float
-    accuracy: float
-    n: int
-    norm: str = "inf"
-    radius: float = 0.0
-    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +167,8 @@ def evaluate_robustness(model: nn.Module, test_pool: Pool, cfg: RobustnessConfig
     """
     if not test_pool.has_targets:
         raise ConfigError("robustness needs a test split with known labels")
+    from activeadv.training import resolve_device  # training imports this module (TrainConfig's suite)
+
     dev = device_of(model) if device is None else resolve_device(device)
     model.to(dev)
     for surrogate in surrogates:

@@ -215,6 +215,29 @@ class Model(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Robustness(Base):
+    """One measurement of a round's robustness suite: accuracy under one attack at one eps (robustness.py).
+
+    A round has one row per (attack, eps); ``eps`` is the sweep's L-inf eps
+    (0 for ``clean``), ``norm``/``radius`` the ball the attack searched, ``n``
+    the test items attacked and ``seconds`` what the measurement cost.  Rounds
+    from before revision 0005, and rounds run with the suite off, have none.
+    """
+
+    __tablename__ = "robustness"
+    __table_args__ = (UniqueConstraint("round_id", "attack", "eps"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"))
+    attack: Mapped[str] = mapped_column(String(32))
+    eps: Mapped[float] = mapped_column(Float)
+    norm: Mapped[str] = mapped_column(String(8))
+    radius: Mapped[float] = mapped_column(Float)
+    accuracy: Mapped[float] = mapped_column(Float)
+    n: Mapped[int]
+    seconds: Mapped[float] = mapped_column(Float)
+
+
 class SimulationRun(Base):
     """A ``simulate`` run (strategies x seeds against ground truth), shown beside projects on the same dataset."""
 

@@ -3,7 +3,9 @@
 Protocol (../shared/benchmarks.md): the pool's labels are hidden and revealed by
 a ``SimulatedOracle`` on request; every strategy of a seed starts from the same
 random initial set; each round retrains from scratch with the same training
-settings for every strategy and records test accuracy (clean and FGSM).  The
+settings for every strategy and records test accuracy (clean and FGSM) and, unless
+``--eval-subset 0``, the robustness suite (``robustness.py``; transfer from the
+curve's earlier rounds' models, as a project's checkpoints).  The
 summary gives the normalised area under the learning curve (AULC), the labels
 needed to reach a target accuracy and the saving against random.
 """
@@ -29,7 +31,8 @@ from activeadv.data import Dataset, Pool
 from activeadv.errors import ConfigError
 from activeadv.oracle import SimulatedOracle
 from activeadv.progress import bar as progress_bar
-from activeadv.records import CurvePoint
+from activeadv.records import CurvePoint, RobustnessRow, robustness_at, worst_case
+from activeadv.robustness import evaluate_robustness
 from activeadv.stopping import StabilizingPredictions, cohen_kappa, stop_set
 from activeadv.training import TrainConfig, evaluate, predict_proba, train
 
@@ -165,6 +168,10 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
     stop_ids = stop_set(pool.ids)
     previous: np.ndarray | None = None  # the last round's predictions on the stop set
     state = None  # the last round's weights (warm start)
+    suite = cfg.train.robustness_config() if test.has_targets else None
+    # earlier rounds' models, as a project keeps their checkpoints: ensemble static models and transfer surrogates
+    keep = max(cfg.train.adv_ensemble, cfg.train.eval_surrogates if suite is not None else 0)
+    earlier: list[torch.nn.Module] = []
     for round_no in range(rounds):
         tcfg = replace(cfg.train, seed=seed * 1000 + round_no)  # same model seed for every strategy
         t0 = time.perf_counter()
@@ -172,7 +179,8 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
                       extra_x=torch.cat(extra_x) if extra_x else None,
                       extra_y=np.concatenate(extra_y) if extra_y else None,
                       unlabeled_ids=np.setdiff1d(pool.ids, labeled) if tcfg.unlabeled != "none" else None,
-                      init_state=state if tcfg.warm_start else None)
+                      init_state=state if tcfg.warm_start else None,
+                      static_models=_last(earlier, tcfg.adv_ensemble))
         if tcfg.warm_start:
             state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         t1 = time.perf_counter()
@@ -182,8 +190,15 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
         previous = predicted
         t2 = time.perf_counter()
         phases = {"train": t1 - t0, "evaluate": t2 - t1}
+        suite_rows: tuple[RobustnessRow, ...] = ()
+        if suite is not None:
+            suite_rows = evaluate_robustness(model, test, suite, surrogates=_last(earlier, tcfg.eval_surrogates)).rows
+            phases["robustness"] = time.perf_counter() - t2
+            t2 = time.perf_counter()
+        if keep:
+            earlier = [*earlier, model][-keep:]
         point = CurvePoint(name, seed, round_no, int(len(labeled)), metrics.accuracy, metrics.fgsm_accuracy,
-                           agreement)
+                           agreement, suite_rows)
         remaining = cfg.budget - len(labeled)
         if remaining <= 0 or round_no == rounds - 1:
             yield point, phases
@@ -201,6 +216,10 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
         labeled = np.concatenate([labeled, new_ids])
         labels = np.concatenate([labels, new_labels])
         yield point, phases
+
+
+def _last(models: list[torch.nn.Module], k: int) -> list[torch.nn.Module]:
+    return models[-k:] if k > 0 else []
 
 
 # ---------------------------------------------------------------- summaries
@@ -222,9 +241,10 @@ def labels_to_target(labels: Sequence[int], accuracy: Sequence[float], target: f
 
 def summarize(points: Sequence[CurvePoint], target: float, dataset: str = "",
               reference_accuracy: float | None = None,
-              stopping: StabilizingPredictions | None = None) -> dict[str, Any]:
+              stopping: StabilizingPredictions | None = None, epsilon: float | None = None) -> dict[str, Any]:
     """The ``summary.json`` payload: per strategy AULC, final accuracy, labels to target, saving vs random,
-    and where the stopping rule fired (labels, and the accuracy reached there)."""
+    where the stopping rule fired (labels, and the accuracy reached there) and, with the suite on, the last
+    round's robustness (``last_round_robustness``; headline at ``epsilon``, the training eps)."""
     stopping = stopping or StabilizingPredictions()
     curves: dict[str, dict[int, list[CurvePoint]]] = defaultdict(lambda: defaultdict(list))
     for p in points:
@@ -269,11 +289,63 @@ def summarize(points: Sequence[CurvePoint], target: float, dataset: str = "",
             # labels to fixed accuracies: one entry per seed, null where the curve never got there
             "labels_to": {f"{goal:.2f}": values for goal, values in goals.items()},
         }
+    for name, by_seed in curves.items():
+        suite = last_round_robustness([max(pts, key=lambda p: p.round) for pts in by_seed.values()], epsilon)
+        if suite is not None:
+            out["strategies"][name]["robustness"] = suite
     base = out["strategies"].get("random", {}).get("labels_to_target_mean")
     for stats in out["strategies"].values():
         if base and stats["labels_to_target_mean"] is not None:
             stats["saving_vs_random"] = 1.0 - stats["labels_to_target_mean"] / base
     return out
+
+
+def eps_key(eps: float) -> str:
+    """An eps as a JSON key: ``0.1``, ``0.05``, ``0`` (clean)."""
+    return f"{eps:g}"
+
+
+def last_round_robustness(last_points: Sequence[CurvePoint], eps: float | None = None) -> dict[str, Any] | None:
+    """``summary.json``'s suite of a strategy: its last round's accuracy per attack and eps, mean over seeds.
+
+    ``{"accuracy": {attack: {eps: mean}}, "seconds": mean seconds of the suite, "seeds": n, "headline": {"eps",
+    "worst_attack", "worst_accuracy"}}`` at ``eps`` (the training eps, or the sweep's nearest); None when the
+    suite was off.  ``last_points``: one curve's last point per seed (sorted by round).
+    """
+    with_suite = [p for p in last_points if p.robustness]
+    if not with_suite:
+        return None
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for p in with_suite:
+        for row in p.robustness:
+            values[row.attack][eps_key(row.eps)].append(row.accuracy)
+    rows = [RobustnessRow(a, float(e), float(np.mean(v)), 0) for a, by_eps in values.items() for e, v in by_eps.items()]
+    near, at_eps = robustness_at(rows, eps if eps is not None else 0.1)
+    attack, worst = worst_case(at_eps)
+    return {"seeds": len(with_suite),
+            "accuracy": {a: {e: float(np.mean(v)) for e, v in by_eps.items()} for a, by_eps in values.items()},
+            "seconds": float(np.mean([sum(r.seconds for r in p.robustness if r.attack not in
+                                          ("fgsm_true", "transfer")) for p in with_suite])),
+            "headline": {"eps": near, "worst_attack": attack, "worst_accuracy": worst}}
+
+
+ROBUSTNESS_FIELDS = ("strategy", "seed", "round", "labels", "attack", "eps", "norm", "radius", "accuracy", "n",
+                     "seconds")
+
+
+def write_robustness(points: Sequence[CurvePoint], path: Path) -> bool:
+    """``robustness.csv``: every round's suite, one line per (strategy, seed, round, attack, eps); False (nothing
+    written) when the suite was off."""
+    if not any(p.robustness for p in points):
+        return False
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(ROBUSTNESS_FIELDS)
+        for p in points:
+            for r in p.robustness:
+                writer.writerow([p.strategy, p.seed, p.round, p.labels, r.attack, f"{r.eps:g}", r.norm,
+                                 f"{r.radius:.6g}", f"{r.accuracy:.6f}", r.n, f"{r.seconds:.4f}"])
+    return True
 
 
 ACCURACY_GOALS = (0.97, 0.98, 0.99)  # labels-to-accuracy columns of the MNIST study (docs/results.md)
@@ -325,6 +397,7 @@ def point_log(out_dir: Path, cfg: SimulationConfig, *, resume: bool
                 if line.strip():
                     fields = json.loads(line)
                     phases = fields.pop("seconds", {})
+                    fields["robustness"] = tuple(RobustnessRow(**r) for r in fields.get("robustness") or ())
                     done.append((CurvePoint(**fields), phases))
         except (json.JSONDecodeError, TypeError) as exc:
             raise ConfigError(f"{path} is not a simulate log ({exc}); use a new --out") from None
@@ -370,14 +443,16 @@ def plot_curves(points: Sequence[CurvePoint], path: Path, *, target: float | Non
 
 
 def write_outputs(result: SimulationResult, out_dir: Path) -> dict[str, Any]:
-    """curves.csv, summary.json and learning_curves.png in ``out_dir``; returns the summary."""
+    """curves.csv, summary.json, learning_curves.png (and robustness.csv with the suite on) in ``out_dir``;
+    returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = result.config
     summary = summarize(result.points, result.target_accuracy, result.dataset, result.reference_accuracy,
-                        cfg.stopping)
+                        cfg.stopping, epsilon=cfg.train.epsilon)
     summary["phase_seconds_per_round"] = result.phase_seconds
     summary["settings"] = {**settings_of(cfg), "seeds": list(cfg.seeds)}
     write_curves(result.points, out_dir / "curves.csv")
+    write_robustness(result.points, out_dir / "robustness.csv")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_curves(result.points, out_dir / "learning_curves.png", target=result.target_accuracy,
                 title=f"{result.dataset}: accuracy vs labels")

@@ -397,8 +397,7 @@ class Store:
                 else:
                     new_rows.append({"project_id": project_id, "key": key, "content_hash": digest, "split": split,
                                      "created_at": db.utcnow()})
-            for chunk in _chunks(new_rows, 5000):
-                s.execute(insert(db.Item), list(chunk))
+            _bulk_insert_items(s, new_rows)  # COPY on PostgreSQL with psycopg 3, chunked executemany elsewhere
             added = len(new_rows)
             ids = dict(s.execute(select(db.Item.key, db.Item.id)
                                  .where(db.Item.project_id == project_id, db.Item.split == split)).all())
@@ -608,6 +607,33 @@ class Store:
             ids = s.scalars(select(db.Item.id).where(db.Item.project_id == project_id, db.Item.split == "pool",
                                                      ~labeled.exists(), ~asked.exists()).order_by(db.Item.id)).all()
         return np.array(ids, dtype=np.int64)
+
+    def iter_candidates(self, project_id: int, chunk: int = 100_000) -> Iterator[np.ndarray]:
+        """``candidates()`` in id order, one array per id range of ``chunk`` items (each its own short query).
+
+        For pools of millions: the caller holds one range at a time, and every
+        query is an index range scan (``items.id BETWEEN a AND b``) instead of
+        one result set of the whole pool.  Concatenated, the ranges equal
+        ``candidates()`` read at the same moment.
+        """
+        if chunk < 1:
+            raise ValueError("chunk must be >= 1")
+        labeled = select(db.Label.item_id).where(db.Label.item_id == db.Item.id, db.Label.superseded_at.is_(None))
+        asked = select(db.Selection.item_id).where(db.Selection.item_id == db.Item.id,
+                                                   db.Selection.state.in_(("requested", "skipped")))
+        with self._session() as s:
+            bounds = s.execute(select(func.min(db.Item.id), func.max(db.Item.id))
+                               .where(db.Item.project_id == project_id, db.Item.split == "pool")).one()
+        if bounds[0] is None:
+            return
+        for start in range(int(bounds[0]), int(bounds[1]) + 1, chunk):
+            with self._session() as s:
+                ids = s.scalars(select(db.Item.id).where(
+                    db.Item.project_id == project_id, db.Item.split == "pool",
+                    db.Item.id.between(start, start + chunk - 1), ~labeled.exists(), ~asked.exists())
+                    .order_by(db.Item.id)).all()
+            if ids:
+                yield np.array(ids, dtype=np.int64)
 
     def rejects(self, project_id: int) -> list[tuple[int | None, str | None, str | None, str]]:
         """Annotations kept aside: ``(item_id, raw_label, external_id, reason)``."""
@@ -1021,6 +1047,29 @@ class Store:
             if held is None:
                 return None
             return held.pid, held.host, _from_db_time(held.heartbeat_at)  # type: ignore[return-value]
+
+
+_ITEM_COLUMNS = ("project_id", "key", "content_hash", "split", "created_at")
+
+
+def _bulk_insert_items(s: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert new ``items`` rows inside the session's transaction, fast at a million rows.
+
+    PostgreSQL through psycopg 3: one ``COPY ... FROM STDIN`` (about 10x
+    executemany's rate); other drivers and SQLite: executemany in chunks of 5,000.
+    """
+    if not rows:
+        return
+    conn = s.connection()
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        raw: Any = conn.connection.dbapi_connection  # a psycopg.Connection: its cursor has copy()
+        with raw.cursor() as cursor:
+            with cursor.copy(f"COPY items ({', '.join(_ITEM_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(tuple(row[c] for c in _ITEM_COLUMNS))
+        return
+    for chunk in _chunks(rows, 5000):
+        s.execute(insert(db.Item), list(chunk))
 
 
 def _robustness_record(row: db.Robustness) -> records.RobustnessRow:

@@ -60,6 +60,7 @@ from activeadv.errors import ConfigError
 from activeadv.networks import build_network, device_of, row_slices
 from activeadv.progress import bar as progress_bar
 from activeadv.records import EvalMetrics
+from activeadv.robustness import ATTACKS, RobustnessConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ ADV_METHODS = ("none", "fgsm", "bim", "pgd", "ll")
 ADV_TARGETS = ("predicted", "true")
 UNLABELED_METHODS = ("none", "vat", "pseudo-fgsm")
 VAT_EPS_PER_DIM = 2.0 / 28  # VAT's default radius per sqrt(input value): 2.0 on 28x28 MNIST
+# test items the per-round robustness suite attacks (the same ids every round); 0: off by default, because on
+# digits the whole suite (4 eps, 10 steps, 500 items) cost more than the round's training (docs/robustness.md)
+EVAL_SUBSET = 0
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -119,8 +123,19 @@ class TrainConfig:
     # continue from the previous round's weights (``train(init_state=...)``) for this share of the steps
     warm_start: bool = False
     warm_fraction: float = 0.5
+    # the robustness suite run after each round's evaluation (``robustness_config``; robustness.py); 0 items: off
+    eval_eps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
+    eval_attacks: tuple[str, ...] = ATTACKS
+    eval_subset: int = EVAL_SUBSET
+    eval_steps: int = 10
+    eval_l2_eps: tuple[float, ...] | None = None  # L2 radii of pgd_l2, one per eps; None: in proportion to eps
+    eval_surrogates: int = 1  # earlier rounds' checkpoints whose examples are transferred (black box)
 
     def __post_init__(self) -> None:
+        for name in ("eval_eps", "eval_attacks", "eval_l2_eps"):  # lists when read back from JSON
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
         if self.adv not in ADV_METHODS:
             raise ConfigError(f"unknown --adv '{self.adv}': use {', '.join(ADV_METHODS)}")
         if self.adv_target not in ADV_TARGETS:
@@ -152,6 +167,15 @@ class TrainConfig:
             raise ConfigError(f"--augment-shift must be >= 0, got {self.augment_shift}")
         if not 0.0 < self.warm_fraction <= 1.0:
             raise ConfigError(f"--warm-fraction must be in (0, 1], got {self.warm_fraction}")
+        if self.eval_subset < 0 or self.eval_steps < 1 or self.eval_surrogates < 0:
+            raise ConfigError("--eval-subset and --eval-surrogates must be >= 0 and --eval-steps >= 1")
+        self.robustness_config()  # ConfigError on a bad --eval-eps, --eval-attacks or --eval-l2-eps
+
+    def robustness_config(self) -> RobustnessConfig | None:
+        """The suite each round runs (``robustness.evaluate_robustness``); None when ``eval_subset`` is 0."""
+        cfg = RobustnessConfig(eps=self.eval_eps, attacks=self.eval_attacks, subset=max(self.eval_subset, 1),
+                               steps=self.eval_steps, l2_eps=self.eval_l2_eps, batch_size=self.eval_batch_size)
+        return cfg if self.eval_subset > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -487,8 +511,24 @@ def save_checkpoint(model: nn.Module, path: Path, cfg: TrainConfig, meta: dict[s
     return path
 
 
-def load_checkpoint(path: Path, device: str = "auto") -> nn.Module:
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's payload (``save_checkpoint``: state_dict, config, meta, input_shape, num_classes) on the CPU;
+    ``ConfigError`` for a file that is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors alike: not a checkpoint
+        raise ConfigError(f"{path} is not an activeadv checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or not {"state_dict", "config", "input_shape", "num_classes"} <= set(payload):
+        raise ConfigError(f"{path} is not an activeadv checkpoint (no weights, config or input shape)")
+    return payload
+
+
+def load_checkpoint(path: Path, device: str = "auto", *, payload: dict[str, Any] | None = None) -> nn.Module:
+    """The model saved at ``path`` in eval mode on ``device`` (``payload``: the file's ``read_checkpoint``)."""
+    payload = read_checkpoint(path) if payload is None else payload
     model = build_network(tuple(payload["input_shape"]), payload["num_classes"], payload["config"]["arch"])
     model.load_state_dict(payload["state_dict"])
     return model.to(resolve_device(device)).eval()

@@ -4,7 +4,9 @@
 #                                         round, print where annotators open the tasks
 #   bash scripts/quickstart.sh --auto N   the same, then N rounds answered by a simulated annotator through Label
 #                                         Studio (`activeadv run --auto-annotate 1.0`), and the learning curve
-#   bash scripts/quickstart.sh --stop     stop the Label Studio server
+#   bash scripts/quickstart.sh --serve    the same, then `activeadv serve` beside Label Studio (webhook and ML backend
+#                                         registered): you label in the browser, rounds follow by themselves
+#   bash scripts/quickstart.sh --stop     stop the service (if any) and the Label Studio server
 # Safe to re-run: every step finds what the last run left (venvs, server, project, rounds) and goes on from there.
 #
 # Environment (all optional):
@@ -15,6 +17,7 @@
 #   QS_SEED=sim|manual           sim (default): the seed tasks are answered by the simulated annotator so that the
 #                                model can train and the tasks you get carry its guesses; manual: label them yourself
 #   QS_TRAIN_ARGS="..."          extra training options for `activeadv init` (e.g. "--min-steps 100" on a slow machine)
+#   QS_SERVE_PORT=9090           --serve: the service's port on 127.0.0.1 (Label Studio calls it there)
 #   ACTIVEADV_HOME=~/.activeadv  where Label Studio's virtualenv and data live
 # The API token is generated at the first start into $ACTIVEADV_HOME/ls-data/token (0600) and never printed.
 set -euo pipefail
@@ -27,8 +30,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --auto) MODE=auto; AUTO_ROUNDS=${2:?--auto needs a number of rounds}; shift 2 ;;
     --auto=*) MODE=auto; AUTO_ROUNDS=${1#--auto=}; shift ;;
+    --serve) MODE=serve; shift ;;
     --stop) MODE=stop; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "quickstart.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -40,6 +44,7 @@ QS_DIR=${QS_DIR:-$ROOT/demo}
 QS_PROJECT=${QS_PROJECT:-digits-demo}
 QS_QUERY=${QS_QUERY:-20}
 QS_SEED=${QS_SEED:-sim}
+QS_SERVE_PORT=${QS_SERVE_PORT:-9090}
 # The local server's own token file is the token: a LABEL_STUDIO_API_KEY / LABEL_STUDIO_URL meant for another
 # server must not leak into this demo.
 unset LABEL_STUDIO_API_KEY LABEL_STUDIO_URL ACTIVEADV_LS_DATA_DIR
@@ -47,7 +52,7 @@ AA="$ROOT/.venv/bin/activeadv"
 step() { printf '\n==> %s\n' "$*"; }
 
 if [ "$MODE" = stop ]; then
-  if [ -x "$AA" ]; then "$AA" labelstudio stop; else echo "nothing to stop (activeadv is not installed)"; fi
+  if [ -x "$AA" ]; then "$AA" serve stop; "$AA" labelstudio stop; else echo "nothing to stop (activeadv is not installed)"; fi
   exit 0
 fi
 
@@ -106,6 +111,14 @@ if [ "$MODE" = auto ] && [ "$AUTO_ROUNDS" -gt 0 ]; then
       --auto-annotate 1.0 --poll-seconds 2 -q
 fi
 
+if [ "$MODE" = serve ]; then
+  step "--serve: activeadv serve on 127.0.0.1:$QS_SERVE_PORT (webhook + ML backend on the Label Studio project)"
+  # The webhook secret is generated into $ACTIVEADV_HOME/serve/webhook-secret (0600) and never printed.
+  "$AA" serve --port "$QS_SERVE_PORT" --strategy dfal --query-size "$QS_QUERY" --min-new-labels "$QS_QUERY" \
+      --detach --register
+  "$AA" serve status
+fi
+
 step "status"
 "$AA" status
 
@@ -118,6 +131,21 @@ Annotate in Label Studio: $LS_URL/projects/$LS_PID/data
   password: cat $HOME_SHOWN/admin-password
   API token (scripts, SDK): export LABEL_STUDIO_API_KEY=\$(cat $HOME_SHOWN/token)
 The model's guess is pre-selected on each task; pick the right digit and Submit (or Skip).
+EOF
+if [ "$MODE" = serve ]; then
+  SERVE_LOG_SHOWN=${ACTIVEADV_HOME/#$HOME/\~}/serve/serve.log
+  cat <<EOF
+
+Rounds follow by themselves: activeadv serve (http://127.0.0.1:$QS_SERVE_PORT) gets each label through Label Studio's
+webhook, stores it, and after $QS_QUERY new labels trains, ranks and pushes the next $QS_QUERY tasks, best first
+(reload the task list, or keep using "Label All Tasks"). Nothing to type between rounds.
+  .venv/bin/activeadv serve status      # events, syncs, rounds, last error; log: $SERVE_LOG_SHOWN
+  ACTIVEADV_DATABASE_URL=$ACTIVEADV_DATABASE_URL .venv/bin/activeadv status
+Stop the service and the server: bash scripts/quickstart.sh --stop
+EOF
+  exit 0
+fi
+cat <<EOF
 
 Then, to learn from your labels:
   source .venv/bin/activate

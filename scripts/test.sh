@@ -1,10 +1,27 @@
 #!/usr/bin/env bash
-# The test command (README): install what is missing, start the services the tests talk to
-# (PostgreSQL on 127.0.0.1:5432, a real Label Studio on 127.0.0.1:$LS_PORT), run pytest, stop Label Studio.
+# The test command (README): install what is missing (the venv, Label Studio, Debian's chromium), start the
+# services the tests talk to (PostgreSQL on 127.0.0.1:5432, a real Label Studio on 127.0.0.1:$LS_PORT), run pytest,
+# stop Label Studio. Screenshots of the browser test land in ./test-artifacts/browser.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# the Ray extra: tests/unit/test_ray_executor.py starts a local Ray cluster (the product runs without Ray)
+.venv/bin/python -c "import ray" 2>/dev/null \
+  || .venv/bin/python -m pip install -q -e ".[dev,ray]" 2>&1 | grep -v "^WARNING: Location" || true
+
+# Chromium for the annotator's flow in a real browser (tests/integration/test_browser.py): Debian's package,
+# driven by Playwright for Python (dev extra). `playwright install` is never run: its download cannot work here.
+if [ ! -x "${ACTIVEADV_CHROMIUM:-/usr/bin/chromium}" ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian's chromium (apt-get) for the browser test" >&2
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
+  if ! { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+         && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+    echo "WARNING: could not install chromium; the browser test will fail (ACTIVEADV_REQUIRE_LABEL_STUDIO=1)" >&2
+  fi
+fi
+# screenshots of the browser test's key steps (kept after the run; not committed)
+export ACTIVEADV_TEST_ARTIFACTS=${ACTIVEADV_TEST_ARTIFACTS:-$PWD/test-artifacts}
 
 # PostgreSQL: this machine kind runs it; start it when it is down, refuse to go on silently without it.
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then

@@ -59,7 +59,8 @@ class SimulateOutcome:
 
 def simulate(plan: SimulatePlan, out_dir: Path, *, database_url: str | None = None, resume: bool = False,
              progress: bool = False) -> SimulateOutcome:
-    """Strategies x seeds on data with known labels; curves.csv, summary.json, learning_curves.png in ``out_dir``.
+    """Strategies x seeds on data with known labels; curves.csv, summary.json, learning_curves.png (and the
+    per-round robustness suite, robustness.csv, unless it is off) in ``out_dir``.
 
     A database named by ``database_url`` is checked before the first model is
     trained (a wrong URL or stale schema fails now, not after hours) and gets
@@ -86,7 +87,8 @@ def simulate(plan: SimulatePlan, out_dir: Path, *, database_url: str | None = No
     done, log_point = point_log(out_dir, cfg, resume=resume)
     result = run_simulation(data, cfg, progress=progress, on_point=log_point, done=done)
     summary = write_outputs(result, out_dir)
-    files = [out_dir / "curves.csv", out_dir / "summary.json", out_dir / "learning_curves.png"]
+    files = [out_dir / name for name in ("curves.csv", "robustness.csv", "summary.json", "learning_curves.png")
+             if name != "robustness.csv" or any(p.robustness for p in result.points)]
     if database_url is None:
         if not Path(DEFAULT_DB_FILE).exists():
             return SimulateOutcome(summary, files, None)

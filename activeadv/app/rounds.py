@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from activeadv.app.annotation import simulated_annotator, store_oracle
-from activeadv.app.projects import round_row, stopping_summary
+from activeadv.app.projects import round_rows, stopping_summary, suite_summary, training_epsilon
 from activeadv.app.workspace import Workspace, linked_project_id
 from activeadv.errors import ActiveAdvError, ConfigError
 from activeadv.records import ProjectInfo, ProjectStatus, RoundResult
@@ -82,6 +82,11 @@ class RoundReport:
     status: ProjectStatus
     oracle: str
 
+    @property
+    def robustness(self) -> dict[str, Any] | None:
+        """The round's robustness suite (``projects.suite_summary``, headline at the training eps)."""
+        return suite_summary(self.result.robustness, training_epsilon(self.status.project))
+
     def to_dict(self) -> dict[str, Any]:
         r, st, m = self.result, self.status, self.result.metrics
         return {"round": r.round, "labels_used": r.labels, "selected": len(r.selection or []),
@@ -89,6 +94,7 @@ class RoundReport:
                 "accuracy": None if m is None else m.accuracy,
                 "fgsm_accuracy": None if m is None else m.fgsm_accuracy,
                 "pgd_accuracy": None if m is None else m.pgd_accuracy,
+                "robustness": self.robustness,
                 "labeled": st.labeled, "pending": st.pending, "timings": r.timings, "oracle": self.oracle}
 
 
@@ -194,5 +200,5 @@ def run_rounds(ws: Workspace, name: str | None, plan: RoundPlan, run: RunPlan, *
         raise InterruptedRun(f"interrupted after {len(reports)} round(s): {st.labeled} labels stored, "
                              f"{st.pending} pending; run again to continue") from None
     st = ws.store.status(p.project.id)
-    return RunReport(reports, [round_row(r) for r in st.rounds],
+    return RunReport(reports, round_rows(ws, p.project, st.rounds),
                      stopping_summary(st.rounds, run.stop_window, run.stop_threshold), p.kind)

@@ -3,7 +3,8 @@
 Two registrations on the project, both carrying the shared secret: a project
 webhook for annotation events (header ``X-ActiveAdv-Secret``) and the ML
 backend (basic auth, the secret as password) so annotators see the latest
-model's guess.  Registering again updates both in place.  The secret is passed
+model's guess.  Registering again updates both in place.  The unauthenticated
+webhook Label Studio adds by itself for a new ML backend is removed.  The secret is passed
 through, never stored in the database or logged.
 """
 
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 #: the annotation events the service acts on (Label Studio 1.23 names)
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 WEBHOOK_PATH = "/webhook/labelstudio"
+ML_WEBHOOK_PATH = "/webhook"  # the ML backend's training events (Label Studio's "Start training": basic auth)
 
 
 @dataclass(frozen=True)
@@ -51,4 +53,9 @@ def register(ws: Workspace, name: str | None, service_url: str, secret: str, *, 
     if ml_backend:
         backend = client.ensure_ml_backend(pid, base, user=basic_user, password=secret,
                                            title=f"activeadv {project.name}")
+        # Label Studio adds a webhook of its own to ML_URL/webhook for every action when an ML backend is created,
+        # without the secret: each annotation would be a refused (401) delivery.  The secured hook above carries
+        # the same events, so that one goes.
+        if client.drop_webhooks(pid, base + ML_WEBHOOK_PATH):
+            log.info("removed Label Studio's unauthenticated webhook to %s%s", base, ML_WEBHOOK_PATH)
     return Registration(pid, hook, backend, base + WEBHOOK_PATH, base if ml_backend else None)

@@ -42,9 +42,9 @@ def cli(verbose: int) -> None:
 
 def _register() -> None:
     # Imported here so that each family lives in its own module (they import this one's ``cli``).
-    from activeadv.cli import bench, labelstudio, project, serve, simulate
+    from activeadv.cli import bench, labelstudio, project, robustness, serve, simulate
 
-    for module in (simulate, project, labelstudio, bench, serve):
+    for module in (simulate, project, robustness, labelstudio, bench, serve):
         module.register(cli)
 
 

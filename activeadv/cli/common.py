@@ -55,10 +55,60 @@ def parse_csv_list(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _floats(ctx: click.Context, param: click.Parameter, value: str | tuple | None) -> tuple[float, ...] | None:
+    """``0.05,0.1`` -> ``(0.05, 0.1)`` (None stays None)."""
+    if value is None or isinstance(value, tuple):
+        return value
+    try:
+        return tuple(float(part) for part in parse_csv_list(value))
+    except ValueError:
+        raise click.BadParameter(f"comma-separated numbers expected, got '{value}'") from None
+
+
+def _names(ctx: click.Context, param: click.Parameter, value: str | tuple | None) -> tuple[str, ...] | None:
+    if value is None or isinstance(value, tuple):
+        return value
+    names = tuple(parse_csv_list(value))
+    return EVAL_ATTACKS if names == ("all",) else names
+
+
+# robustness.ATTACKS (checked by a test: the CLI does not import torch-level modules)
+EVAL_ATTACKS = ("fgsm", "bim", "pgd", "pgd_l2", "ll", "fgsm_true", "fgsm_pred", "transfer")
+EVAL_FIELDS = ("eval_eps", "eval_attacks", "eval_subset", "eval_steps", "eval_l2_eps", "eval_surrogates")
+EVAL_SUBSET = 0  # training.EVAL_SUBSET (checked by a test): off by default (its cost: docs/robustness.md)
+
+
+def eval_options(func):
+    """The robustness suite's settings (TrainConfig's ``eval_*``): every command that trains, and `robustness`."""
+    options = [
+        click.option("--eval-eps", callback=_floats, default="0.05,0.1,0.2,0.3", show_default=True,
+                     help="Robustness suite: the L-inf eps sweep, comma-separated (inputs in [0, 1])."),
+        click.option("--eval-attacks", callback=_names, default="all", show_default=True,
+                     help="Robustness suite: comma-separated attacks of " + ", ".join(EVAL_ATTACKS)
+                          + " (fgsm_true = fgsm from the true label, fgsm_pred from the predicted one: label "
+                            "leaking; transfer: from earlier rounds' models); all: every one."),
+        click.option("--eval-subset", type=click.IntRange(0, 2**31 - 1), default=EVAL_SUBSET, show_default=True,
+                     help="Robustness suite: test items attacked after each round's training (the same ids every "
+                          "round), e.g. 500; 0: off (the default: on digits the suite costs more than training; "
+                          "`activeadv robustness` attacks 1000 unless told)."),
+        click.option("--eval-steps", type=COUNT, default=10, show_default=True,
+                     help="Robustness suite: iterations of bim, pgd, pgd_l2, ll and transferred PGD."),
+        click.option("--eval-l2-eps", callback=_floats, default=None,
+                     help="Robustness suite: L2 radii of pgd_l2, one per --eval-eps [default: 0.238 x eps x "
+                          "sqrt(input size): 2.0 at eps 0.3 on 28x28 images, Madry et al.'s MNIST pair]."),
+        click.option("--eval-surrogates", type=click.IntRange(0, 1000), default=1, show_default=True,
+                     help="Robustness suite: the last K earlier rounds' models whose adversarial examples are "
+                          "transferred to this round's model (black box); 0: no transfer."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 # the TrainConfig fields that ``train_options`` sets (same names)
 TRAIN_FIELDS = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "adv_ensemble", "epochs", "min_steps",
                 "batch_size", "lr", "unlabeled", "unlabeled_weight", "unlabeled_min_steps", "unlabeled_batch_size",
-                "vat_epsilon", "vat_xi", "entmin", "augment", "warm_start", "warm_fraction")
+                "vat_epsilon", "vat_xi", "entmin", "augment", "warm_start", "warm_fraction", *EVAL_FIELDS)
 
 
 def train_options(func):
@@ -78,8 +128,8 @@ def train_options(func):
                      help="Craft x_adv from the predicted label (no label leaking) or the true one."),
         click.option("--adv-ensemble", type=click.IntRange(0, 1000), default=0, show_default=True,
                      help="Ensemble adversarial training: alternate each batch's adversarial examples between the "
-                          "model's own and FGSM ones from K static models (earlier rounds' checkpoints, or K "
-                          "independently trained surrogates); 0: off."),
+                          "model's own and FGSM ones from K static models (the last K earlier rounds' frozen "
+                          "checkpoints; before any exists, K independently trained plain surrogates); 0: off."),
         click.option("--epochs", type=COUNT, default=50, show_default=True,
                      help="Passes over the labeled set (at least --min-steps updates)."),
         click.option("--min-steps", type=click.IntRange(0, 2**31 - 1), default=300, show_default=True,
@@ -111,6 +161,7 @@ def train_options(func):
                           "of training from scratch."),
         click.option("--warm-fraction", type=float, default=0.5, show_default=True,
                      help="Share of the steps a warm-started round runs."),
+        eval_options,
     ]
     for option in reversed(options):
         func = option(func)

@@ -215,8 +215,10 @@ def _round_line(report: Any) -> str:
     if result.selection is not None and result.selection.strategy == "seed":
         return (f"round {result.round} (seed): requested {len(result.selection)} random item(s){where}; "
                 f"now {status.labeled} labeled, {status.pending} pending")
+    suite = report.robustness
+    worst = "" if suite is None else f", worst {suite['worst_attack']} {_pct(suite['worst'])} at eps {suite['eps']:g}"
     acc = "" if result.metrics is None else f", test accuracy {_pct(result.metrics.accuracy)} " \
-        f"(FGSM {_pct(result.metrics.fgsm_accuracy)}, PGD {_pct(result.metrics.pgd_accuracy)})"
+        f"(FGSM {_pct(result.metrics.fgsm_accuracy)}, PGD {_pct(result.metrics.pgd_accuracy)}{worst})"
     return (f"round {result.round}: trained on {result.labels} labels{acc}; requested "
             f"{len(result.selection or [])} item(s){where}; now {status.labeled} labeled, {status.pending} pending")
 
@@ -333,15 +335,24 @@ def _pct(value: float | None) -> str:
 
 
 def _echo_round_table(rounds: list[dict]) -> None:
+    """One line per round: accuracy clean / FGSM / PGD at the training eps and, from the robustness suite, the
+    worst attack's accuracy and transfer's at the sweep's eps nearest to it (a footnote names them)."""
     names = [r["strategy_label"] for r in rounds]
     width = max(len("strategy"), *(len(n) for n in names)) + 2
     click.echo(f"{'round':>5}  {'strategy':<{width}}{'state':<10}{'labels':>7}{'asked':>7}"
-               f"{'accuracy':>10}{'FGSM':>8}{'PGD':>8}{'agree':>8}{'time':>9}")
+               f"{'accuracy':>10}{'FGSM':>8}{'PGD':>8}{'worst':>8}{'xfer':>8}{'agree':>8}{'time':>9}")
     for r, name in zip(rounds, names):
         agree = "-" if r["agreement"] is None else f"{r['agreement']:.3f}"
+        suite = r.get("robustness") or {}
         click.echo(f"{r['round']:>5}  {name:<{width}}{r['state']:<10}{_n(r['labels']):>7}"
                    f"{_n(r['selected']):>7}{_pct(r['accuracy']):>10}{_pct(r['fgsm_accuracy']):>8}"
-                   f"{_pct(r['pgd_accuracy']):>8}{agree:>8}{r['seconds']:>8.1f}s")
+                   f"{_pct(r['pgd_accuracy']):>8}{_pct(suite.get('worst')):>8}"
+                   f"{_pct((suite.get('at_eps') or {}).get('transfer')):>8}{agree:>8}{r['seconds']:>8.1f}s")
+    last = next((r["robustness"] for r in reversed(rounds) if r.get("robustness")), None)
+    if last is not None:
+        click.echo(f"worst: the lowest accuracy of the robustness suite at eps {last['eps']:g} (last round: "
+                   f"{last['worst_attack']}); xfer: transferred from the previous round's model; "
+                   "every attack and eps: `activeadv report`")
 
 
 def _stopping_line(summary: dict) -> str:
@@ -397,10 +408,13 @@ def _n(value: int | None) -> str:
 @click.command("report")
 @project_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for rounds.csv, simulations.csv, accuracy.png and disagreements.csv.")
+              help="Folder for rounds.csv, simulations.csv, accuracy.png, robustness.csv, robustness.png and "
+                   "disagreements.csv.")
 @db_option
 def report_command(project_name: str | None, out_dir: Path, database_url: str | None) -> None:
-    """Accuracy against labels across the project's rounds (CSV and PNG), beside stored simulate runs."""
+    """Accuracy against labels across the project's rounds (CSV and PNG), beside stored simulate runs; each
+    round's robustness suite (robustness.csv: round x attack x eps; robustness.png: accuracy vs eps for the
+    last round, and per round at the training eps)."""
     from activeadv.app.projects import write_report
 
     with _workspace(database_url) as ws:

@@ -38,7 +38,9 @@ state_dir_option = click.option(
 @click.option("--query-size", type=COUNT, default=20, show_default=True, help="Items each round sends.")
 @device_option
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where round checkpoints go [default: beside the SQLite file].")
+              envvar="ACTIVEADV_CHECKPOINT_DIR",
+              help="Where round checkpoints go [env ACTIVEADV_CHECKPOINT_DIR, as for `round`; default: beside the "
+                   "SQLite file].")
 @click.option("--retry-seconds", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
               help="Wait before trying again when Label Studio is down or the project is locked.")
 @click.option("--register", is_flag=True, help="Register the webhook (with the secret) and the ML backend on the "

@@ -62,7 +62,8 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
 
     Every strategy of a seed starts from the same random initial set; each
     round trains with the same settings and records test accuracy (clean and
-    under FGSM) and the stopping rule's agreement.  Strategies take a batch
+    under FGSM), the robustness suite (--eval-*; robustness.csv) and the
+    stopping rule's agreement.  Strategies take a batch
     diversity suffix (dfal+kcenter, entropy+kmeans++).  Writes curves.csv,
     summary.json and learning_curves.png to --out and prints a table; each
     point is logged to points.jsonl as it arrives (--resume).
@@ -100,6 +101,16 @@ def format_summary(summary: dict) -> str:
         saving = "-" if s["saving_vs_random"] is None else f"{100 * s['saving_vs_random']:+.0f}%"
         lines.append(f"{name:<18}{s['aulc_mean']:>9.4f}±{s['aulc_std']:.4f}"
                      f"{s['final_accuracy_mean']:>9.4f}±{s['final_accuracy_std']:.4f}{reach:>20}{saving:>9}")
+    suites = {name: s["robustness"] for name, s in summary["strategies"].items() if s.get("robustness")}
+    if suites:
+        lines.append("last round's robustness (accuracy at the training eps, mean over seeds; robustness.csv):")
+        for name, suite in suites.items():
+            head = suite["headline"]
+            at = f"{float(head['eps']):g}"
+            cells = ", ".join(f"{attack} {100 * by_eps[at]:.1f}%" for attack, by_eps in suite["accuracy"].items()
+                              if at in by_eps and attack not in ("fgsm_true", "transfer_fgsm", "transfer_pgd"))
+            lines.append(f"  {name} (eps {at}): {cells}; worst {head['worst_attack']} "
+                         f"{100 * head['worst_accuracy']:.1f}%")
     return "\n".join(lines)
 
 

@@ -232,6 +232,16 @@ class LabelStudioClient:
         log.info("registered webhook %s on project %s", url, project_id)
         return int(hook.id)
 
+    def drop_webhooks(self, project_id: int, url: str) -> int:
+        """Delete the project's webhooks to ``url``; returns how many there were."""
+        dropped = 0
+        with _errors(self.url, f"remove a webhook from project {project_id}"):
+            for hook in self.sdk.webhooks.list(project=str(project_id), request_options=self._read):
+                if hook.url == url and getattr(hook, "project", project_id) in (project_id, None):
+                    self.sdk.webhooks.delete(int(hook.id), request_options=self._write_once)
+                    dropped += 1
+        return dropped
+
     def ensure_ml_backend(self, project_id: int, url: str, *, user: str, password: str, title: str) -> int:
         """The project's ML backend at ``url`` with basic auth (``password``: the shared secret); updated in place
         when one with the same URL exists.  Label Studio checks ``/health`` and ``/setup`` when it is saved."""
@@ -336,8 +346,24 @@ class LabelStudioClient:
                 on_created(new)
             if progress:
                 progress(len(chunk))
+        if model_version is not None and any(i.predicted is not None for i in items):  # also on a re-run
+            self.show_model_version(project_id, str(model_version))
         log.info("pushed %d new tasks (%d already there) to project %d", len(todo), len(items) - len(todo), project_id)
         return PushResult(mapping, [i.item_id for i in todo])
+
+    def show_model_version(self, project_id: int, model_version: str) -> None:
+        """Make ``model_version`` the predictions annotators see pre-selected.
+
+        Label Studio's labeling stream ("Label All Tasks") shows only the
+        predictions of the project's ``model_version``, which it sets once, from
+        the first import that carries predictions, and never moves: without this,
+        every round after the first would reach annotators with nothing pre-selected.
+        """
+        with _errors(self.url, f"set the model version of project {project_id}"):
+            current = getattr(self.sdk.projects.get(project_id, request_options=self._read), "model_version", None)
+            if current != model_version:
+                self.sdk.projects.update(project_id, model_version=model_version, request_options=self._write_once)
+                log.info("project %d now shows the predictions of model version %s", project_id, model_version)
 
     def _import_chunk(self, project_id: int, chunk: list[PushItem], model_version: str | int | None
                       ) -> dict[int, int]:

@@ -137,6 +137,10 @@ def test_push_creates_tasks_with_item_id_image_and_prediction(client, project):
         [pred] = task["predictions"]
         assert pred["model_version"] == "2" and pred["score"] == pytest.approx(0.625)
         assert pred["result"][0]["value"]["choices"] == ["one"]
+    # the labeling stream pre-selects only the project's model version: each push moves it to the newest round
+    assert client.sdk.projects.get(project).model_version == "2"
+    client.push_tasks(project, items([4], score=0.5), model_version=3)
+    assert client.sdk.projects.get(project).model_version == "3"
 
 
 def test_repush_creates_no_duplicates_even_without_the_map(client, project):

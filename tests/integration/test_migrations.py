@@ -205,3 +205,76 @@ def test_a_revision_from_a_newer_activeadv_is_refused_in_one_line_by_upgrade_and
     assert current.exit_code == 0 and "9999" in current.output and "newer than this activeadv" in current.output
     status = CliRunner().invoke(cli, ["status", "--db", database_url])
     assert status.exit_code == 1 and "newer than this activeadv" in status.output  # both say the same
+
+
+def test_upgrade_from_0004_keeps_rounds_and_adds_the_robustness_suite(database_url):
+    """A database made at 0004 with rounds, models, selections and labels upgrades to 0005 without losing any of
+    them (``rounds`` is not rebuilt: no cascade); old rounds have no suite rows; new rows are stored, replaced
+    and removed with their round; a downgrade drops only the suite."""
+    from alembic import command
+
+    from activeadv.records import EvalMetrics, RobustnessRow
+
+    store = Store(database_url)
+    store.upgrade("0004")
+    now = "2026-11-26 12:00:00"
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO projects (id, name, dataset, class_names, train_settings, strategy_settings,"
+                             " created_at) VALUES (1, 'old', 'digits', '[\"a\", \"b\"]', '{\"epsilon\": 0.1}', '{}',"
+                             " :t)"), {"t": now})
+        conn.execute(sa.text("INSERT INTO items (id, project_id, key, content_hash, split, created_at)"
+                             " VALUES (1, 1, 'k1', 'h1', 'pool', :t), (2, 1, 'k2', 'h2', 'pool', :t)"), {"t": now})
+        for number in (0, 1, 2):
+            conn.execute(sa.text("INSERT INTO rounds (id, project_id, number, state, strategy, strategy_params,"
+                                 " query_size, labels_used, selected, timings, started_at, finished_at) VALUES"
+                                 " (:id, 1, :n, 'done', 'dfal', '{\"mode\": \"fast\"}', 1, :used, 1,"
+                                 " '{\"train\": 1.5}', :t, :t)"),
+                         {"id": number + 1, "n": number, "used": None if number == 0 else 10 * number, "t": now})
+        for number in (1, 2):
+            conn.execute(sa.text("INSERT INTO models (round_id, path, accuracy, fgsm_accuracy, pgd_accuracy, n_test,"
+                                 " labels_used, stop_agreement, created_at) VALUES (:r, :p, 0.9, 0.8, 0.7, 30,"
+                                 " :used, 0.5, :t)"),
+                         {"r": number + 1, "p": f"/ckpt/round-{number}.pt", "used": 10 * number, "t": now})
+        conn.execute(sa.text("INSERT INTO selections (round_id, item_id, score, rank, state, created_at)"
+                             " VALUES (1, 1, 0.5, 0, 'labeled', :t), (2, 2, 0.4, 0, 'requested', :t)"), {"t": now})
+        conn.execute(sa.text("INSERT INTO labels (project_id, item_id, class_index, source, external_id, created_at)"
+                             " VALUES (1, 1, 0, 'oracle', 'selection:1', :t)"), {"t": now})
+    before = {table: _rows(store, table) for table in ("rounds", "models", "selections", "labels", "items")}
+    store.upgrade()
+    assert store.current() == store.head() == "0005" and _diffs(store) == []
+    assert {table: _rows(store, table) for table in before} == before  # nothing stored is lost or changed
+    rounds = store.rounds(1)
+    assert [(r.number, r.labels_used, r.model_path) for r in rounds] == [
+        (0, None, None), (1, 10, "/ckpt/round-1.pt"), (2, 20, "/ckpt/round-2.pt")]
+    assert rounds[2].metrics == EvalMetrics(0.9, 0.8, 0.7, 30) and rounds[2].stop_agreement == 0.5
+    assert store.robustness(1) == {} and store.round_robustness(3) == ()  # old rounds simply have no suite
+
+    suite = (RobustnessRow("clean", 0.0, 0.9, 30, "", 0.0, 0.01), RobustnessRow("pgd", 0.1, 0.4, 30, "inf", 0.1, 0.5),
+             RobustnessRow("pgd_l2", 0.1, 0.6, 30, "2", 0.5, 0.5))
+    store.record_model(3, "/ckpt/round-2.pt", rounds[2].metrics, labels_used=20, stop_agreement=0.5,
+                       robustness=suite)
+    assert store.round_robustness(3) == suite and store.robustness(1) == {2: suite}
+    store.save_robustness(3, suite[:1])  # a rerun replaces the round's rows
+    assert store.robustness(1) == {2: suite[:1]}
+    store.record_model(3, "/ckpt/round-2.pt", rounds[2].metrics, labels_used=20,  # None: rows left alone
+                       stop_agreement=0.5)
+    assert store.round_robustness(3) == suite[:1]
+    with store.engine.begin() as conn:
+        command.downgrade(store._alembic_config(conn), "0004")
+    with store.engine.connect() as conn:
+        assert "robustness" not in sa.inspect(conn).get_table_names()
+    assert {table: _rows(store, table) for table in before} == before
+    store.upgrade()
+    with store.engine.begin() as conn:  # a deleted round takes its suite with it
+        conn.execute(sa.text("INSERT INTO robustness (round_id, attack, eps, norm, radius, accuracy, n, seconds)"
+                             " VALUES (2, 'fgsm', 0.1, 'inf', 0.1, 0.5, 30, 0.1)"))
+        conn.execute(sa.text("DELETE FROM selections WHERE round_id = 2"))
+        conn.execute(sa.text("DELETE FROM models WHERE round_id = 2"))
+        conn.execute(sa.text("DELETE FROM rounds WHERE id = 2"))
+        assert conn.execute(sa.text("SELECT count(*) FROM robustness")).scalar() == 0
+    store.close()
+
+
+def _rows(store: Store, table: str) -> list[tuple]:
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY id")).all()]

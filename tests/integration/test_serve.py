@@ -368,6 +368,9 @@ def test_serve_detach_register_status_stop(seeded, cli_env, monkeypatch):
         secret = secret_file.read_text().strip()
         assert secret not in out
         assert [b.url for b in client.sdk.ml.list(project=ls_pid)] == [f"http://127.0.0.1:{port}"]
+        # only the secured webhook: the one Label Studio adds for a new ML backend (no secret) is removed
+        assert [h.url for h in client.sdk.webhooks.list(project=str(ls_pid))] == \
+            [f"http://127.0.0.1:{port}/webhook/labelstudio"]
         out = run("serve", "status", "--state-dir", str(state)).output
         assert f"running at http://127.0.0.1:{port}" in out and "healthy" in out and secret not in out
 

@@ -177,3 +177,45 @@ def test_a_test_split_without_labels_is_refused(model):
     pool = ArrayPool(np.zeros((4, 8, 8), dtype=np.float32), [str(i) for i in range(10)])
     with pytest.raises(ConfigError, match="labels"):
         evaluate_robustness(model, pool, _cfg())
+
+
+def test_the_cli_knows_the_attacks_and_default_subset_without_importing_torch_modules():
+    from activeadv.cli.common import EVAL_ATTACKS, EVAL_FIELDS, EVAL_SUBSET, TRAIN_FIELDS
+    from activeadv.training import EVAL_SUBSET as TRAINING_SUBSET
+    from activeadv.training import TrainConfig
+
+    assert EVAL_ATTACKS == ATTACKS == TrainConfig().eval_attacks
+    assert EVAL_SUBSET == TRAINING_SUBSET == TrainConfig().eval_subset
+    assert set(EVAL_FIELDS) <= set(TRAIN_FIELDS) <= set(TrainConfig.__dataclass_fields__)
+
+
+def test_train_config_carries_the_suite_and_reads_it_back_from_json():
+    import json
+
+    from activeadv.training import TrainConfig
+
+    assert TrainConfig().robustness_config() is None  # off by default (its cost: docs/robustness.md)
+    cfg = TrainConfig(eval_subset=50, eval_eps=(0.1, 0.3), eval_attacks=("pgd", "ll"), eval_steps=3,
+                      eval_l2_eps=(0.5, 1.5))
+    back = TrainConfig(**json.loads(json.dumps(cfg.to_dict())))  # a project's stored settings: lists
+    assert back == cfg and back.eval_eps == (0.1, 0.3) and back.eval_l2_eps == (0.5, 1.5)
+    suite = back.robustness_config()
+    assert suite == RobustnessConfig(eps=(0.1, 0.3), attacks=("pgd", "ll"), subset=50, steps=3, l2_eps=(0.5, 1.5),
+                                     batch_size=back.eval_batch_size)
+    for kwargs, message in [({"eval_eps": (0.1, -1)}, "--eval-eps"), ({"eval_attacks": ("x",)}, "unknown attack"),
+                            ({"eval_subset": -1}, "--eval-subset"), ({"eval_l2_eps": (1.0,)}, "--eval-l2-eps")]:
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig(**kwargs)
+
+
+def test_headline_is_the_worst_attack_at_the_sweep_eps_nearest_the_training_eps():
+    from activeadv.records import robustness_at, worst_case
+
+    rows = [RobustnessRow("clean", 0.0, 0.9, 10), RobustnessRow("fgsm", 0.05, 0.8, 10),
+            RobustnessRow("pgd", 0.05, 0.7, 10), RobustnessRow("fgsm", 0.2, 0.5, 10),
+            RobustnessRow("transfer_pgd", 0.2, 0.1, 10), RobustnessRow("transfer", 0.2, 0.6, 10),
+            RobustnessRow("pgd", 0.2, 0.3, 10)]
+    assert robustness_at(rows, 0.1) == (0.05, {"fgsm": 0.8, "pgd": 0.7})  # 0.05 and 0.2: the nearer
+    near, at = robustness_at(rows, 0.3)
+    assert near == 0.2 and worst_case(at) == ("pgd", 0.3)  # transfer_* are summed up in transfer
+    assert robustness_at(rows[:1], 0.1) == (None, {}) and worst_case({}) == (None, None)
