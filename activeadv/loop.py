@@ -72,6 +72,9 @@ class RoundOptions:
     subsample: int | None = None  # score only this many random candidates (large pools)
     seed: int = 0
     strategy_params: dict = field(default_factory=dict)
+    executor: str = "local"  # local | ray: where the pool is scored (distributed.make_ranker)
+    ray_address: str | None = None  # None: a local Ray cluster started on demand
+    ray_workers: int = 1
 
     def __post_init__(self) -> None:
         if self.query_size < 1:
@@ -485,9 +488,12 @@ def _select(store: Store, project: ProjectInfo, data: Dataset, rnd: RoundInfo, s
     labeled, _ = store.labels(project.id)
     if len(candidates) == 0:
         log.warning("every pool item is labeled or requested: nothing left to select")
+    from activeadv.distributed import make_ranker
+
+    ranker = make_ranker(opts.executor, arch=cfg.arch, workers=opts.ray_workers, address=opts.ray_address)
     return acquisition.select(strategy, model, data.pool, candidates, rnd.query_size, rng=rng,
                               labeled_ids=labeled, subsample=opts.subsample, batch_size=cfg.eval_batch_size,
-                              progress=progress)
+                              progress=progress, ranker=ranker)
 
 
 @contextmanager

@@ -51,6 +51,9 @@ class RoundPlan:
     checkpoint_dir: Path | None = None
     force_unlock: bool = False
     train_overrides: dict[str, Any] = field(default_factory=dict)  # options typed now; the project's otherwise
+    executor: str = "local"  # local | ray (the `ray` extra): where each round scores the pool
+    ray_address: str | None = None
+    ray_workers: int = 1
 
 
 def oracle_kind(kind: str | None, project: ProjectInfo) -> str:
@@ -107,7 +110,8 @@ class _Prepared:
 
         resolve_device(plan.device)  # a bad --device fails before anything else
         self.opts = RoundOptions(strategy=plan.strategy, query_size=plan.query_size, initial=plan.initial,
-                                 subsample=plan.subsample, seed=plan.seed)
+                                 subsample=plan.subsample, seed=plan.seed, executor=plan.executor,
+                                 ray_address=plan.ray_address, ray_workers=plan.ray_workers)
         self.project = ws.project(name)
         self.cfg = train_config_for(self.project, **plan.train_overrides, seed=plan.seed, device=plan.device)
         self.data = ws.dataset(self.project)

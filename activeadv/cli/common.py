@@ -33,6 +33,22 @@ subsample_option = click.option(
          "--candidates is the old name.")
 
 
+def executor_options(func):
+    """Where the pool is scored: here, or on a Ray cluster (the `ray` extra)."""
+    options = [
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Score the pool in this process, or on Ray Data actors (pip install 'activeadv[ray]')."),
+        click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
+                     help="Ray cluster to use with --executor ray [env RAY_ADDRESS; default: a local cluster "
+                          "started on demand]."),
+        click.option("--ray-workers", type=COUNT, default=1, show_default=True,
+                     help="Scoring actors with --executor ray (one GPU each when the cluster has GPUs)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def stop_options(func):
     """The stopping rule's settings (``stopping.StabilizingPredictions``): simulate and run."""
     options = [

@@ -20,6 +20,7 @@ from activeadv.cli.common import (
     db_option,
     device_option,
     echo_json,
+    executor_options,
     json_option,
     parse_csv_list,
     quiet_option,
@@ -192,7 +193,7 @@ def round_options(func):
         click.option("--oracle-error", type=float, default=0.0, show_default=True,
                      help="Simulated oracle: probability of a wrong label."),
         ls_url_option,
-        subsample_option,
+        subsample_option, executor_options,
         train_options, seed_option, device_option, checkpoint_option, force_unlock_option, db_option,
         quiet_option, json_option,
     ]
@@ -235,7 +236,8 @@ def _plan(ctx: click.Context, train_kwargs: dict, **options: Any):
 @click.pass_context
 def round_command(ctx: click.Context, project_name: str | None, strategy: str, query_size: int,
                   initial: int | None, oracle: str | None, oracle_error: float, ls_url: str | None,
-                  subsample: int | None, seed: int, device: str, checkpoint_dir: Path | None, force_unlock: bool,
+                  subsample: int | None, executor: str, ray_address: str | None, ray_workers: int, seed: int,
+                  device: str, checkpoint_dir: Path | None, force_unlock: bool,
                   database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Run one active-learning round: collect labels, train, evaluate, rank, request.
 
@@ -251,7 +253,8 @@ def round_command(ctx: click.Context, project_name: str | None, strategy: str, q
     from activeadv.app.rounds import run_round
 
     plan = _plan(ctx, train_kwargs, strategy=strategy, query_size=query_size, initial=initial, oracle=oracle,
-                 oracle_error=oracle_error, ls_url=ls_url, subsample=subsample, seed=seed, device=device,
+                 oracle_error=oracle_error, ls_url=ls_url, subsample=subsample, executor=executor,
+                 ray_address=ray_address, ray_workers=ray_workers, seed=seed, device=device,
                  checkpoint_dir=checkpoint_dir, force_unlock=force_unlock)
     with _workspace(database_url) as ws:
         report = run_round(ws, project_name, plan, progress=not quiet)
@@ -287,7 +290,8 @@ def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_n
                 poll_seconds: float, timeout: float | None, auto_accuracy: float | None, until_stable: bool,
                 stop_window: int, stop_threshold: float, strategy: str,
                 query_size: int, initial: int | None, oracle: str | None, oracle_error: float, ls_url: str | None,
-                subsample: int | None, seed: int, device: str, checkpoint_dir: Path | None, force_unlock: bool,
+                subsample: int | None, executor: str, ray_address: str | None, ray_workers: int, seed: int,
+                  device: str, checkpoint_dir: Path | None, force_unlock: bool,
                 database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Run several rounds, waiting for annotators between them; prints the learning curve at the end.
 
@@ -303,7 +307,8 @@ def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_n
     from activeadv.app.rounds import RunPlan, run_rounds
 
     plan = _plan(ctx, train_kwargs, strategy=strategy, query_size=query_size, initial=initial, oracle=oracle,
-                 oracle_error=oracle_error, ls_url=ls_url, subsample=subsample, seed=seed, device=device,
+                 oracle_error=oracle_error, ls_url=ls_url, subsample=subsample, executor=executor,
+                 ray_address=ray_address, ray_workers=ray_workers, seed=seed, device=device,
                  checkpoint_dir=checkpoint_dir, force_unlock=force_unlock)
     run = RunPlan(rounds=rounds, min_new_labels=min_new_labels, poll_seconds=poll_seconds, timeout=timeout,
                   auto_accuracy=auto_accuracy, until_stable=until_stable, stop_window=stop_window,
