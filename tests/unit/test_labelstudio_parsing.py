@@ -235,10 +235,19 @@ def test_local_file_url_is_relative_to_files_root(tmp_path):
 
 
 class _ArrayPool:
+    """The part of the ``Pool`` interface that rendering uses: ``batches`` (what ``data.stream`` reads)."""
+
     is_image = True
 
     def load(self, ids):
         return np.stack([np.full((1, 8, 8), i / 10, np.float32) for i in ids])
+
+    def batches(self, ids, batch_size):
+        import torch
+
+        for start in range(0, len(ids), batch_size):
+            chunk = np.asarray(ids[start:start + batch_size])
+            yield chunk, torch.from_numpy(self.load(chunk))
 
 
 class _FolderPool(_ArrayPool):
