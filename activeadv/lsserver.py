@@ -30,9 +30,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import httpx
-
 from activeadv.errors import LabelStudioError
+from activeadv.processes import check_port_free, healthy, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -170,30 +169,6 @@ def read_token(data_dir: Path) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours still answers kill(0); treat it as dead
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return True
-
-
-def health(url: str, timeout: float = 2.0) -> bool:
-    """True when ``GET /health`` answers ``{"status": "UP"}``."""
-    try:
-        resp = httpx.get(url.rstrip("/") + "/health", timeout=timeout)
-        return resp.status_code == 200 and resp.json().get("status") == "UP"
-    except (httpx.HTTPError, ValueError):
-        return False
-
-
 def read_info(data_dir: Path) -> ServerInfo | None:
     path = data_dir / "server.json"
     if not path.exists():
@@ -202,19 +177,6 @@ def read_info(data_dir: Path) -> ServerInfo | None:
         return ServerInfo(**json.loads(path.read_text()))
     except (ValueError, TypeError):
         return None
-
-
-def _check_port_free(host: str, port: int) -> None:
-    """Say at once that another program holds the port (the server would die minutes into its start)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise LabelStudioError(f"cannot use {host}:{port} ({exc.strerror or exc}): another program holds it; "
-                                   "pick another --port") from None
 
 
 def start(cfg: ServerConfig, *, timeout: float = 180.0) -> ServerInfo:
@@ -235,12 +197,12 @@ def start(cfg: ServerConfig, *, timeout: float = 180.0) -> ServerInfo:
     for db_file in data_dir.glob("*.sqlite3*"):  # written by an older start with the default umask
         db_file.chmod(0o600)
     info = read_info(data_dir)
-    if info and _pid_alive(info.pid) and health(info.url):
+    if info and pid_alive(info.pid) and healthy(info.url):
         log.info("Label Studio already running at %s (pid %d)", info.url, info.pid)
         return info
-    if health(cfg.url):
+    if healthy(cfg.url):
         raise LabelStudioError(f"port {cfg.port} already serves another Label Studio; stop it or pick --port")
-    _check_port_free(cfg.host, cfg.port)
+    check_port_free(cfg.host, cfg.port, LabelStudioError)
 
     token = server_token(data_dir, cfg.token)
     password = _secret_file(data_dir / "admin-password", cfg.password, 12)
@@ -285,7 +247,7 @@ def start(cfg: ServerConfig, *, timeout: float = 180.0) -> ServerInfo:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LabelStudioError(f"Label Studio exited with code {proc.returncode} while starting; see {log_file}")
-        if health(cfg.url):
+        if healthy(cfg.url):
             log.info("Label Studio is UP at %s (pid %d)", cfg.url, proc.pid)
             return info
         time.sleep(1.0)
@@ -305,17 +267,17 @@ def stop(data_dir: Path, *, timeout: float = 15.0) -> bool:
     except ValueError:
         pid_path.unlink()
         return False
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         pid_path.unlink()
         return False
     # The server runs in its own session (start_new_session) whose group id is its pid:
     # signal that group so that the Django child processes stop with it.
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid_alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         _reap(pid)
         time.sleep(0.2)
-    if _pid_alive(pid):
+    if pid_alive(pid):
         log.warning("Label Studio (pid %d) ignored SIGTERM; killing it", pid)
         _signal_group(pid, signal.SIGKILL)
         _reap(pid)
@@ -347,6 +309,6 @@ def status(data_dir: Path) -> dict[str, object]:
     info = read_info(data_dir)
     if info is None:
         return {"data_dir": str(data_dir), "running": False, "healthy": False, "installed": label_studio_bin().exists()}
-    running = (data_dir / "server.pid").exists() and _pid_alive(info.pid)
-    return {**asdict(info), "running": running, "healthy": running and health(info.url),
+    running = (data_dir / "server.pid").exists() and pid_alive(info.pid)
+    return {**asdict(info), "running": running, "healthy": running and healthy(info.url),
             "installed": label_studio_bin().exists()}

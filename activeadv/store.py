@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from activeadv import records
 from activeadv import schema as db
 from activeadv.errors import ConfigError, LabelError, LockedError, NotFoundError, SchemaError
+from activeadv.processes import pid_alive
 
 log = logging.getLogger(__name__)
 CLOCK_SKEW = timedelta(minutes=5)  # label times further ahead of this machine's clock are clamped to now
@@ -118,16 +119,6 @@ def sqlite_file(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database).expanduser().resolve()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 # --------------------------------------------------------------------- the store
@@ -1029,7 +1020,7 @@ class Store:
                 if held is None:
                     continue  # released in between: try again
                 age = (db.utcnow() - held.heartbeat_at).total_seconds()
-                dead = held.host == host and not _pid_alive(held.pid)
+                dead = held.host == host and not pid_alive(held.pid)
                 if not (force or dead or age > stale_after):
                     since = _from_db_time(held.acquired_at).isoformat(timespec="seconds")  # type: ignore[union-attr]
                     raise LockedError(

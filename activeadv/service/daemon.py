@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from activeadv.errors import ActiveAdvError, ConfigError
+from activeadv.processes import check_port_free, healthy, pid_alive
 from activeadv.service.config import ServiceConfig
 
 log = logging.getLogger(__name__)
@@ -52,40 +52,6 @@ def secret(given_state_dir: Path | None = None) -> str:
     return load_secret(state_dir(given_state_dir))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own child, not reaped yet) is gone
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def health(url: str, timeout: float = 2.0) -> bool:
-    import httpx
-
-    try:
-        resp = httpx.get(url.rstrip("/") + "/health", timeout=timeout)
-        return resp.status_code == 200 and resp.json().get("status") == "UP"
-    except (httpx.HTTPError, ValueError):
-        return False
-
-
-def _check_port(host: str, port: int) -> None:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise ServeError(f"cannot use {host}:{port} ({exc.strerror or exc}): another program holds it; "
-                             "pick another --port") from None
-
-
 def read_info(directory: Path) -> dict[str, Any] | None:
     try:
         return json.loads((directory / "serve.json").read_text())
@@ -105,7 +71,7 @@ def running(directory: Path) -> dict[str, Any] | None:
     info = read_info(directory)
     if info is None or not (directory / "serve.pid").exists():
         return None
-    return info if _pid_alive(int(info["pid"])) else None
+    return info if pid_alive(int(info["pid"])) else None
 
 
 def run(cfg: ServiceConfig, *, given_state_dir: Path | None = None,
@@ -126,14 +92,14 @@ def run(cfg: ServiceConfig, *, given_state_dir: Path | None = None,
     if other is not None and int(other["pid"]) != os.getpid():
         raise ServeError(f"a service from {directory} already runs at {other['url']} (pid {other['pid']}); "
                          "`activeadv serve stop` first, or pass another --state-dir")
-    _check_port(cfg.host, cfg.port)
+    check_port_free(cfg.host, cfg.port, ServeError)
     service = build_service(cfg, secret(directory))
     _write_info(directory, cfg, os.getpid())
     log.info("serving project %s at %s", service.ws.project(cfg.project).name, cfg.url)
     if on_ready is not None:
         def when_up() -> None:
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not health(cfg.url):
+            while time.monotonic() < deadline and not healthy(cfg.url):
                 time.sleep(0.2)
             try:
                 on_ready()
@@ -158,12 +124,12 @@ def detach(cfg: ServiceConfig, argv: Sequence[str], *, given_state_dir: Path | N
     directory = state_dir(given_state_dir)
     other = running(directory)
     if other is not None:
-        if health(other["url"]):
+        if healthy(other["url"]):
             log.info("service already running at %s (pid %s)", other["url"], other["pid"])
             return other
         raise ServeError(f"a service from {directory} (pid {other['pid']}) is not answering; "
                          "`activeadv serve stop` first")
-    _check_port(cfg.host, cfg.port)
+    check_port_free(cfg.host, cfg.port, ServeError)
     secret(directory)  # create the secret file now, so the child and `--register` read the same one
     log_file = directory / "serve.log"
     cmd = [sys.executable, "-m", "activeadv", *argv, "--state-dir", str(directory)]
@@ -177,7 +143,7 @@ def detach(cfg: ServiceConfig, argv: Sequence[str], *, given_state_dir: Path | N
             tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise ServeError(f"the service exited with code {proc.returncode} while starting: {tail[0]} "
                              f"(see {log_file})")
-        if health(cfg.url):
+        if healthy(cfg.url):
             return read_info(directory) or {}
         time.sleep(0.3)
     stop(directory)
@@ -192,18 +158,18 @@ def stop(given_state_dir: Path | None = None, *, timeout: float = 60.0) -> bool:
         pid = int(pid_path.read_text().strip())
     except (OSError, ValueError):
         return False
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         pid_path.unlink(missing_ok=True)
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid_alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
         time.sleep(0.2)
-    if _pid_alive(pid):
+    if pid_alive(pid):
         log.warning("the service (pid %d) ignored SIGTERM; killing it (a round cut short resumes at next start)", pid)
         os.kill(pid, signal.SIGKILL)
     pid_path.unlink(missing_ok=True)
@@ -220,7 +186,7 @@ def status(given_state_dir: Path | None = None) -> dict[str, Any]:
     info = running(directory)
     if info is None:
         return {"running": False, "state_dir": str(directory)}
-    out: dict[str, Any] = {"running": True, "healthy": health(info["url"]), **info}
+    out: dict[str, Any] = {"running": True, "healthy": healthy(info["url"]), **info}
     if out["healthy"]:
         try:
             resp = httpx.get(info["url"] + "/status", headers={HEADER: secret(directory)}, timeout=5.0)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from activeadv import lsserver
 from activeadv.cli import cli
 from activeadv.errors import LabelStudioError
+from activeadv.processes import healthy
 
 
 def test_home_comes_from_activeadv_home(tmp_path):
@@ -66,7 +67,7 @@ def test_stale_pid_file_is_cleaned(tmp_path):
 
 
 def test_health_of_a_closed_port_is_false():
-    assert lsserver.health("http://127.0.0.1:1", timeout=0.5) is False
+    assert healthy("http://127.0.0.1:1", timeout=0.5) is False
 
 
 @pytest.mark.parametrize("args", [["labelstudio", "--help"], ["labelstudio", "start", "--help"], ["push", "--help"],
