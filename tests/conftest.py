@@ -79,3 +79,14 @@ def store(database_url):
     s.upgrade()
     yield s
     s.close()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny networks: one torch thread is faster, and two on a shared 2-core machine are 5-10x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -20,18 +20,18 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from ls_gate import TOKEN, URL, require  # noqa: E402  (the gate: skip, or fail in CI)
+from waiting import free_port, wait_for  # noqa: E402
 
 from activeadv import labelstudio as L
 from activeadv.cli import cli
@@ -52,34 +52,14 @@ UI_TIMEOUT_MS = 30_000
 
 
 def fast_training() -> dict[str, Any]:
-    """One epoch, few steps and no robustness suite (when this version has one): a round in seconds."""
-    from activeadv.training import TrainConfig
-
-    names = {f.name for f in fields(TrainConfig)}
-    wanted = {"epochs": 1, "min_steps": 15, "unlabeled_min_steps": 15, "eval_subset": 0}
-    return {k: v for k, v in wanted.items() if k in names}
+    """One epoch, few steps, no robustness suite: a round in seconds."""
+    return {"epochs": 1, "min_steps": 15, "unlabeled_min_steps": 15, "eval_subset": 0}
 
 
 def run(*args: str) -> str:
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def wait_for(check: Callable[[], Any], timeout: float, every: float = 0.05, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not true after {timeout:g}s: {what or check}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def store():
@@ -378,8 +358,8 @@ def test_an_annotator_labels_in_the_browser_and_rounds_follow_by_themselves(serv
             if k == 0:
                 browser.shot("another-class-chosen")
             clicked = browser.submit()
-            wait_for(lambda item=item_id, want=other: stored_label(item) == want, SQL_WAIT,
-                     what=f"label {other!r} of item {item_id} in SQL")
+            wait_for(lambda item=item_id, want=other: stored_label(item) == want, SQL_WAIT, every=0.05,
+                     what=f"label {other!r} of item {item_id} in SQL")  # a latency figure: poll finely
             to_sql.append(time.monotonic() - clicked)
             if k == 0:
                 browser.shot("submitted")

@@ -19,16 +19,9 @@ from test_round import FAST, invoke, make_npz
 from activeadv.cli import cli
 from activeadv.store import Store
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SUITE = ["--eval-subset", "20", "--eval-eps", "0.05,0.1", "--eval-steps", "2"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one thread is faster on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _init(tmp_path: Path, url: str, *extra: str) -> Path:

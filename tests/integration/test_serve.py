@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
 from ls_gate import TOKEN, URL  # noqa: E402  (the gate: skip, or fail in CI)
+from waiting import free_port, wait_for  # noqa: E402
 
 from activeadv import labelstudio as L
 from activeadv.cli import cli
@@ -37,22 +37,6 @@ def run(*args: str, ok: bool = True):
     if ok:
         assert result.exit_code == 0, result.output
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60.0, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not true after {timeout}s: {check}")
 
 
 class Running:

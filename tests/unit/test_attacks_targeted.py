@@ -8,14 +8,7 @@ from hypothesis import strategies as st
 from activeadv import attacks
 from activeadv.networks import SmallCNN
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one thread is faster, and two threads on a shared 2-core machine are 5-10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _axis_model(scales=(1.0, 2.0, 0.5), biases=(0.0, 0.3, -0.2)) -> torch.nn.Linear:

@@ -12,6 +12,8 @@ from activeadv.errors import ConfigError
 from activeadv.networks import build_network
 from activeadv.training import TrainConfig, adversarial_inputs, predict_proba, step_count, train, train_surrogates
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _halves(n: int, seed: int) -> ArrayPool:
     """8x8 images, class 0 bright on the left half, class 1 on the right: separable with a wide margin."""
@@ -21,15 +23,6 @@ def _halves(n: int, seed: int) -> ArrayPool:
     x[y == 0, :, :4] += 0.6
     x[y == 1, :, 4:] += 0.6
     return ArrayPool(x, ["left", "right"], y)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one thread is faster, and two threads on a shared 2-core machine are 5-10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

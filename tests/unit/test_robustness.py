@@ -20,16 +20,9 @@ from activeadv.robustness import (
     l2_radius,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 EPS = (0.05, 0.2)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one thread is faster, and two threads on a shared 2-core machine are 5-10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
