@@ -1,4 +1,4 @@
-"""Scoring a pool on a Ray cluster (Ray Data), for pools past what one machine scores in a round.
+"""Scoring a pool (Ray Data) and training (Ray Train) on a Ray cluster, for pools past one machine.
 
 ``RayRanker`` is an ``acquisition.Ranker``: ``select`` hands it the
 candidates and the seeded tie-break order, it returns the best ``ctx.n``
@@ -23,15 +23,25 @@ margin of every candidate, then exact DeepFool on the shortlist the driver
 kept), as ``DFAL.rank_distances`` does locally.  coreset needs every
 candidate's embedding on one machine for its k-center greedy: refused.
 
+Training (``train_on_ray``, ``--train-workers N``): a ``TorchTrainer`` runs
+``training.train`` in N processes with the model in DistributedDataParallel
+(gloo on CPUs, NCCL on GPUs).  Each process draws the same global batch and
+keeps its rows (``training.Shard``), so N workers take the same steps as one
+process with the whole batch: what matters when the unlabeled term reads
+the pool, since each step's unlabeled batch is split N ways too.
+
 Ray is optional (``pip install 'activeadv[ray]'``); nothing imports this module unless ``--executor ray`` is asked.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +54,6 @@ from activeadv.data import Pool, chunks
 from activeadv.errors import ConfigError
 
 log = logging.getLogger(__name__)
-EXECUTORS = ("local", "ray")
 
 
 def _ray() -> Any:
@@ -189,20 +198,102 @@ def _top(batches: Iterator[tuple[np.ndarray, np.ndarray]], all_ids: np.ndarray, 
     return best_ids, best_values
 
 
-def make_ranker(executor: str, *, arch: str, workers: int = 1, address: str | None = None,
-                gpus_per_worker: float | None = None) -> RayRanker | None:
-    """The ranker for ``--executor``: None for ``local`` (``select``'s default); for ``ray``, connects first.
+def make_ranker(*, arch: str, workers: int = 1, address: str | None = None,
+                gpus_per_worker: float | None = None) -> RayRanker:
+    """The Ray Data ranker (``Execution.ranker``); connects first.
 
     ``gpus_per_worker`` None: one GPU per actor when the cluster has GPUs, none otherwise.
     """
-    if executor not in EXECUTORS:
-        raise ConfigError(f"unknown executor '{executor}': use {' or '.join(EXECUTORS)}")
-    if executor == "local":
-        return None
-    if workers < 1:
-        raise ConfigError("--ray-workers must be >= 1")
     ray = _ray()
     connect(address)
     if gpus_per_worker is None:
         gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     return RayRanker(arch=arch, workers=workers, gpus_per_worker=gpus_per_worker)
+
+
+# ------------------------------------------------------------------------------------------- training
+TRAINED_STATE = "model.pt"  # the file in the checkpoint directory rank 0 reports
+
+
+def _train_worker(config: dict[str, Any]) -> None:
+    """One Ray Train process: ``training.train`` on its shard, DDP-wrapped; rank 0 reports the weights."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    from activeadv import training
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(max(1, int(config["threads"])))
+    pool = ray.get(config["pool"])
+    device = ray.train.torch.get_device()
+    cfg = replace(config["cfg"], device=str(device))
+    model = training.train(pool, config["ids"], config["labels"], cfg, **config["train_kwargs"],
+                           progress=config["progress"] and rank == 0, shard=training.Shard(rank, world),
+                           wrap=lambda m: ray.train.torch.prepare_model(m, move_to_device=False))
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = None
+        if rank == 0:
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, Path(folder) / TRAINED_STATE)
+            checkpoint = ray.train.Checkpoint.from_directory(folder)
+        ray.train.report({"rank": rank}, checkpoint=checkpoint)
+
+
+def train_on_ray(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: Any, *, workers: int,
+                 progress: bool = False, use_gpu: bool | None = None, storage: str | None = None,
+                 static_models: Sequence[nn.Module] = (), **train_kwargs: Any) -> nn.Module:
+    """``training.train`` as ``workers`` data-parallel Ray Train processes; the trained model on ``cfg.device``.
+
+    ``train_kwargs``: ``training.train``'s (``unlabeled_ids``, ``init_state``, ``extra_x``, ...), shipped to
+    every worker; ``static_models`` go as CPU copies.
+
+    ``use_gpu`` None: one GPU per worker when the cluster has that many.
+    ``storage``: where Ray Train keeps the run's checkpoint (a folder every
+    node can write, e.g. ``s3://bucket/prefix``, on a multi-node cluster);
+    default a temporary folder, right for a one-machine cluster.
+    """
+    from activeadv.training import resolve_device
+
+    if workers < 1:
+        raise ConfigError("--train-workers must be >= 1")
+    ray = _ray()
+    connect()
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if use_gpu is None:
+        use_gpu = ray.cluster_resources().get("GPU", 0) >= workers
+    cpus = ray.cluster_resources().get("CPU", 1)
+    train_kwargs["static_models"] = [copy.deepcopy(m).cpu() for m in static_models]
+    config = {"pool": ray.put(pool), "ids": np.asarray(ids, dtype=np.int64),
+              "labels": np.asarray(labels, dtype=np.int64), "cfg": cfg, "train_kwargs": train_kwargs,
+              "progress": progress, "threads": max(1, int(cpus // workers))}
+    with tempfile.TemporaryDirectory(prefix="activeadv-train-") as local:
+        trainer = TorchTrainer(_train_worker, train_loop_config=config,
+                               scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                                                            resources_per_worker={"CPU": 1}),
+                               run_config=RunConfig(storage_path=storage or local, name="activeadv-train"))
+        try:
+            result = trainer.fit()
+        except Exception as exc:  # TrainingFailedError wraps the worker's error: one line, not Ray's traceback
+            raise ConfigError(f"training on Ray failed: {str(exc).strip().splitlines()[-1]}") from None
+        if result.checkpoint is None:
+            raise ConfigError("training on Ray finished without a model (no checkpoint reported)")
+        with result.checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / TRAINED_STATE, map_location="cpu", weights_only=True)
+    from activeadv.networks import build_network
+
+    model = build_network(pool.input_shape, pool.num_classes, cfg.arch)
+    model.load_state_dict(state)
+    return model.to(resolve_device(cfg.device)).eval()
+
+
+def make_trainer(workers: int, *, address: str | None = None) -> Callable[..., nn.Module]:
+    """``training.train``'s signature, run by ``workers`` Ray Train processes (``Execution.trainer``)."""
+    connect(address)
+
+    def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: Any, **kwargs: Any) -> nn.Module:
+        return train_on_ray(pool, ids, labels, cfg, workers=workers, **kwargs)
+
+    return train

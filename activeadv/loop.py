@@ -43,6 +43,7 @@ import numpy as np
 from activeadv import acquisition, stopping, training
 from activeadv.data import Dataset, load_dataset
 from activeadv.errors import ConfigError, WaitTimeoutError
+from activeadv.execution import Execution
 from activeadv.oracle import Oracle
 from activeadv.progress import bar as progress_bar
 from activeadv.records import (
@@ -72,9 +73,7 @@ class RoundOptions:
     subsample: int | None = None  # score only this many random candidates (large pools)
     seed: int = 0
     strategy_params: dict = field(default_factory=dict)
-    executor: str = "local"  # local | ray: where the pool is scored (distributed.make_ranker)
-    ray_address: str | None = None  # None: a local Ray cluster started on demand
-    ray_workers: int = 1
+    execution: Execution = field(default_factory=Execution)  # where the pool is scored and the model trained
 
     def __post_init__(self) -> None:
         if self.query_size < 1:
@@ -148,7 +147,8 @@ def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle,
         seed_round = rnd.strategy == SEED_STRATEGY
         model, metrics = None, rnd.metrics
         if rnd.state == "open" and not seed_round:
-            model, metrics = _train(store, project, data, cfg, rnd, checkpoint_dir, timings, progress)
+            model, metrics = _train(store, project, data, cfg, rnd, checkpoint_dir, timings, progress,
+                                    opts.execution)
             phase_done("trained")
         if rnd.state in ("open", "trained"):
             with _timed(timings, "select"):
@@ -333,7 +333,7 @@ def _collect(store: Store, project: ProjectInfo, oracle: Oracle, skip_round: int
 
 
 def _train(store: Store, project: ProjectInfo, data: Dataset, cfg: training.TrainConfig, rnd: RoundInfo,
-           checkpoint_dir: Path, timings: dict[str, float], progress: bool):
+           checkpoint_dir: Path, timings: dict[str, float], progress: bool, execution: Execution):
     ids, labels = store.labels(project.id)
     ids_in_pool = np.isin(ids, data.pool.ids)
     ids, labels = ids[ids_in_pool], labels[ids_in_pool]  # items whose file vanished are not trained on
@@ -349,9 +349,9 @@ def _train(store: Store, project: ProjectInfo, data: Dataset, cfg: training.Trai
     # ensemble adversarial training: the frozen models of the last K earlier rounds (none yet: train() trains K)
     statics = [checkpoints.load(p) for p in earlier_model_paths(rounds, rnd.number, cfg.adv_ensemble)]
     with _timed(timings, "train"):
-        model = training.train(data.pool, ids, labels, cfg, progress=progress, init_state=init_state,
-                               unlabeled_ids=np.setdiff1d(data.pool.ids, ids) if cfg.unlabeled != "none" else None,
-                               static_models=statics)
+        model = execution.trainer()(data.pool, ids, labels, cfg, progress=progress, init_state=init_state,
+                                    unlabeled_ids=np.setdiff1d(data.pool.ids, ids) if cfg.unlabeled != "none"
+                                    else None, static_models=statics)
     metrics: EvalMetrics | None = None
     if data.test is not None and data.test.has_targets:
         with _timed(timings, "evaluate"):
@@ -488,9 +488,7 @@ def _select(store: Store, project: ProjectInfo, data: Dataset, rnd: RoundInfo, s
     labeled, _ = store.labels(project.id)
     if len(candidates) == 0:
         log.warning("every pool item is labeled or requested: nothing left to select")
-    from activeadv.distributed import make_ranker
-
-    ranker = make_ranker(opts.executor, arch=cfg.arch, workers=opts.ray_workers, address=opts.ray_address)
+    ranker = opts.execution.ranker(cfg.arch)
     return acquisition.select(strategy, model, data.pool, candidates, rnd.query_size, rng=rng,
                               labeled_ids=labeled, subsample=opts.subsample, batch_size=cfg.eval_batch_size,
                               progress=progress, ranker=ranker)

@@ -25,6 +25,7 @@ Library code only (the click commands live in ``activeadv.cli.bench``):
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import math
 import os
@@ -45,6 +46,7 @@ from activeadv import __version__, attacks
 from activeadv.acquisition import DFAL, ScoringContext, Strategy, make_strategy, per_item, select
 from activeadv.data import Pool, load_dataset, stream
 from activeadv.errors import ConfigError
+from activeadv.execution import Execution
 from activeadv.networks import count_parameters, device_of
 from activeadv.robustness import evaluate_robustness
 from activeadv.training import TrainConfig, evaluate, resolve_device, train
@@ -473,11 +475,16 @@ def peak_rss_bytes() -> int:
 def rank_pool(dataset: str, strategy_name: str = "dfal", *, labels: int = 200, train_cfg: TrainConfig | None = None,
               batch_size: int = 256, limit: int | None = None, threads: int | None = None, device: str = "auto",
               seed: int = 0, progress: bool = False, report: Callable[[str], None] | None = None,
-              strategy_params: dict[str, Any] | None = None, slice_rows: int | None = None) -> dict[str, Any]:
+              strategy_params: dict[str, Any] | None = None, slice_rows: int | None = None,
+              execution: Execution = Execution()) -> dict[str, Any]:
     """Rank a whole pool, streamed in batches, and report images/s and peak RSS vs one tensor of the pool.
 
     The model is trained on ``labels`` random items (loaded once); the rest
-    (or ``limit`` of them) are ranked by ``select`` with n = 1% of them.
+    (or ``limit`` of them) are ranked by ``select`` with n = 1% of them, in
+    this process or on Ray (``execution``; the cluster is joined before the
+    clock starts, its start-up reported apart).  ``selected_sha1`` fingerprints
+    the picks, so runs on different executors can be compared for identical
+    top-n; peak RSS is this (the driver's) process only.
     """
     if threads:
         torch.set_num_threads(threads)
@@ -497,6 +504,9 @@ def rank_pool(dataset: str, strategy_name: str = "dfal", *, labels: int = 200, t
     model = train(pool, labeled, pool.targets(labeled), cfg, progress=progress)
     train_s = time.perf_counter() - t0
     rss_after_train = peak_rss_bytes()
+    t0 = time.perf_counter()
+    ranker = execution.ranker(cfg.arch)  # joins (or starts) the Ray cluster
+    ray_start_s = time.perf_counter() - t0
     candidates = np.setdiff1d(pool.ids, labeled)
     if limit is not None:
         candidates = candidates[:limit]
@@ -505,13 +515,16 @@ def rank_pool(dataset: str, strategy_name: str = "dfal", *, labels: int = 200, t
     say(f"ranking {len(candidates):,} items with {strategy!r} (scan {scan_s:.1f}s, train {train_s:.1f}s)")
     t0 = time.perf_counter()
     selection = select(strategy, model, pool, candidates, n, rng=rng, labeled_ids=labeled, batch_size=batch_size,
-                       progress=progress, rows=slice_rows)
+                       progress=progress, rows=slice_rows, ranker=ranker)
     rank_s = time.perf_counter() - t0
     one_tensor = int(len(pool) * math.prod(pool.input_shape) * 4)
     peak = peak_rss_bytes()
     return {"benchmark": "rank", "machine": machine_info(dev), "dataset": dataset, "pool_class": type(pool).__name__,
             "items": int(len(pool)), "ranked": int(len(candidates)), "selected": int(len(selection)),
             "strategy": repr(strategy), "batch_size": batch_size, "slice_rows": slice_rows,
+            "executor": execution.executor, "ray_workers": execution.ray_workers if execution.on_ray else None,
+            "ray_start_s": ray_start_s if execution.on_ray else None,
+            "selected_sha1": hashlib.sha1(np.asarray(selection.item_ids, dtype=np.int64).tobytes()).hexdigest(),
             "scan_s": scan_s, "train_s": train_s,
             "rank_s": rank_s, "images_per_s": len(candidates) / rank_s, "peak_rss_bytes": peak,
             "peak_rss_after_scan_bytes": rss_after_scan, "peak_rss_after_train_bytes": rss_after_train,

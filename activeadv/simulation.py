@@ -29,12 +29,13 @@ import torch
 from activeadv.acquisition import DFAL, make_strategy, select
 from activeadv.data import Dataset, Pool
 from activeadv.errors import ConfigError
+from activeadv.execution import Execution
 from activeadv.oracle import SimulatedOracle
 from activeadv.progress import bar as progress_bar
 from activeadv.records import CurvePoint, RobustnessRow, robustness_at, worst_case
 from activeadv.robustness import evaluate_robustness
 from activeadv.stopping import StabilizingPredictions, cohen_kappa, stop_set
-from activeadv.training import TrainConfig, evaluate, predict_proba, train
+from activeadv.training import TrainConfig, evaluate, predict_proba
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,12 @@ def held_out_split(dataset: Dataset, fraction: float = 0.2, seed: int = 0) -> tu
 
 def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
              on_point: Callable[[CurvePoint, dict[str, float]], None] | None = None,
-             done: Sequence[tuple[CurvePoint, dict[str, float]]] = ()) -> SimulationResult:
+             done: Sequence[tuple[CurvePoint, dict[str, float]]] = (),
+             execution: Execution = Execution()) -> SimulationResult:
     """Run every strategy on every seed; returns all curve points and the target accuracy.
+
+    ``execution``: where each round trains and scores the pool (``--executor``);
+    not part of ``cfg``, since it changes how fast, not what is measured.
 
     ``done``: ``(point, {phase: seconds})`` of an earlier, interrupted run with
     the same settings; each (strategy, seed) curve complete there is taken as
@@ -115,8 +120,8 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
     target = cfg.target_accuracy
     if target is None:
         log.info("training once on all %d pool labels for the reference accuracy", len(pool))
-        model = train(pool, pool.ids, pool.targets(pool.ids), replace(cfg.train, unlabeled="none", warm_start=False),
-                      progress=progress)
+        model = execution.trainer()(pool, pool.ids, pool.targets(pool.ids),
+                                    replace(cfg.train, unlabeled="none", warm_start=False), progress=progress)
         reference = evaluate(model, test, replace(cfg.train, epsilon=0.0)).accuracy
         target = 0.95 * reference
     points: list[CurvePoint] = []
@@ -133,7 +138,7 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
                         seconds[name][phase].append(sec)
                 bar.update(rounds)
                 continue
-            for point, phases in _run_curve(pool, test, name, seed, initial, cfg, rounds):
+            for point, phases in _run_curve(pool, test, name, seed, initial, cfg, rounds, execution):
                 points.append(point)
                 for phase, sec in phases.items():
                     seconds[name][phase].append(sec)
@@ -155,7 +160,7 @@ def _complete_curves(points: Sequence[CurvePoint], rounds: int) -> dict[tuple[st
 
 
 def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray, cfg: SimulationConfig,
-               rounds: int):
+               rounds: int, execution: Execution):
     """One learning curve: yields ``(CurvePoint, {phase: seconds})`` after each round."""
     strategy = make_strategy(name, **cfg.strategy_params(name))
     oracle = SimulatedOracle(pool, error_rate=cfg.oracle_error, seed=seed)
@@ -172,6 +177,7 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
     # earlier rounds' models, as a project keeps their checkpoints: ensemble static models and transfer surrogates
     keep = max(cfg.train.adv_ensemble, cfg.train.eval_surrogates if suite is not None else 0)
     earlier: list[torch.nn.Module] = []
+    train = execution.trainer()
     for round_no in range(rounds):
         tcfg = replace(cfg.train, seed=seed * 1000 + round_no)  # same model seed for every strategy
         t0 = time.perf_counter()
@@ -204,7 +210,7 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
             yield point, phases
             return
         selection = select(strategy, model, pool, pool.ids, min(cfg.query_size, remaining), rng=rng,
-                           labeled_ids=labeled, subsample=cfg.subsample)
+                           labeled_ids=labeled, subsample=cfg.subsample, ranker=execution.ranker(tcfg.arch))
         phases["select"] = time.perf_counter() - t2
         oracle.request(selection, round_no)
         answers = oracle.collect()

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -315,13 +315,35 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
     return stats
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of each batch in data-parallel training (``distributed.train_on_ray``).
+
+    Every process draws the same global batch (same seed, same generator
+    calls) and keeps rows ``rank::world`` of it; gradients are then averaged
+    across processes (DistributedDataParallel), so N processes take the same
+    steps as one with the whole batch, each doing 1/N of the work.
+    """
+
+    rank: int = 0
+    world: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world:
+            raise ConfigError(f"shard rank {self.rank} outside a world of {self.world}")
+
+    def of(self, rows: Any) -> Any:
+        return rows if self.world == 1 else rows[self.rank :: self.world]
+
+
 def unlabeled_batches(pool: Pool, ids: np.ndarray, batch_size: int,
-                      generator: torch.Generator) -> Iterator[torch.Tensor]:
+                      generator: torch.Generator, shard: Shard = Shard()) -> Iterator[torch.Tensor]:
     """Endless random batches of unlabeled inputs: a fresh permutation of ``ids`` each pass, loaded per batch.
 
     Only the permutation (8 bytes an id) and one batch are in memory, so a
     folder pool of any size streams from disk.  Ids are sorted inside a batch
     (the loss is a mean: order does not matter, and files are read in order).
+    With a ``shard``, each process loads only its rows of the global batch.
     """
     ids = np.asarray(ids, dtype=np.int64)
     if pool.unreadable:
@@ -332,7 +354,7 @@ def unlabeled_batches(pool: Pool, ids: np.ndarray, batch_size: int,
     while True:
         order = torch.randperm(len(ids), generator=generator).numpy()
         for start in range(0, len(ids) - size + 1, size):
-            yield pool.load(np.sort(ids[order[start : start + size]]))
+            yield pool.load(shard.of(np.sort(ids[order[start : start + size]])))
 
 
 def step_count(n_labeled: int, cfg: TrainConfig, *, unlabeled: bool = False, warm: bool = False) -> int:
@@ -372,7 +394,8 @@ def train_surrogates(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: Train
 def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
           extra_x: torch.Tensor | None = None, extra_y: np.ndarray | None = None,
           unlabeled_ids: np.ndarray | None = None, init_state: dict[str, torch.Tensor] | None = None,
-          static_models: Sequence[nn.Module] = (), progress: bool = False) -> nn.Module:
+          static_models: Sequence[nn.Module] = (), progress: bool = False, shard: Shard = Shard(),
+          wrap: Callable[[nn.Module], nn.Module] | None = None) -> nn.Module:
     """A model trained on the labeled items (and optional extra examples, e.g. DFAL's adversarial copies).
 
     The labeled set is small by construction (it is what people labeled), so
@@ -389,9 +412,14 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
     for the run (their previous mode and flags restored afterwards) and never
     updated.  With K > 0 and none given, K surrogates are trained first
     (``train_surrogates``: K extra trainings).  Ignored when K == 0.
+
+    ``shard`` and ``wrap`` make this one process of a data-parallel run
+    (``distributed.train_on_ray``): the steps see rows ``shard`` of each batch
+    and go through ``wrap(model)`` (DistributedDataParallel, which averages
+    the gradients); the unwrapped model is returned.
     """
     ids = np.asarray(ids, dtype=np.int64)
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = np.array(labels, dtype=np.int64)  # a copy: torch wants it writable (Ray hands read-only arrays)
     if len(ids) == 0:
         raise ConfigError("no labeled items to train on")
     if len(ids) != len(labels):
@@ -426,9 +454,10 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
                 raise ConfigError(f"a static model gives outputs of shape {shape[1:]}, not ({pool.num_classes},)")
     unlabeled = None
     if cfg.unlabeled != "none" and unlabeled_ids is not None and len(unlabeled_ids):
-        unlabeled = unlabeled_batches(pool, unlabeled_ids, cfg.unlabeled_batch_size, generator)
+        unlabeled = unlabeled_batches(pool, unlabeled_ids, cfg.unlabeled_batch_size, generator, shard)
     shift = cfg.shift_for(pool.input_shape)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    stepped = model if wrap is None else wrap(model)  # what the steps run: the model, or its DDP wrapper
+    optimizer = torch.optim.Adam(stepped.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(y)
     total = step_count(n, cfg, unlabeled=unlabeled is not None, warm=init_state is not None)
     bar = progress_bar(progress, total=total, desc=f"train ({n} labels)", unit="step", leave=False)
@@ -440,9 +469,13 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
             order = torch.randperm(n, generator=generator).to(device)
             for start in range(0, n, cfg.batch_size):
                 idx = order[start : start + cfg.batch_size]
+                if len(idx) < shard.world:  # an epoch's last few rows cannot give every process one
+                    continue
                 x_u = next(unlabeled, None) if unlabeled is not None else None
                 turn = step % (len(statics) + 1)
-                stats = train_step(model, augment(x[idx], shift, generator), y[idx], optimizer, cfg,
+                # the whole batch is augmented (the same random draws in every process), then sharded
+                x_batch = shard.of(augment(x[idx], shift, generator))
+                stats = train_step(stepped, x_batch, shard.of(y[idx]), optimizer, cfg,
                                    pool.clip_range, generator, x_unlabeled=None if x_u is None else x_u.to(device),
                                    source=statics[turn - 1] if turn else None)
                 step += 1

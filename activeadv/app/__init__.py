@@ -16,3 +16,7 @@ for ``--json`` and HTTP) and raises ``ActiveAdvError`` for anything the user
 can fix.  It never prints.  torch-level modules are imported inside the use
 cases, so ``activeadv --help`` and the service's HTTP layer start fast.
 """
+
+from activeadv.execution import Execution
+
+__all__ = ["Execution"]

@@ -8,12 +8,13 @@ database when one is named (or the default SQLite file exists), so that
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from activeadv.app.workspace import Workspace
 from activeadv.errors import ConfigError
+from activeadv.execution import Execution
 from activeadv.settings import DEFAULT_DB_FILE
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class SimulatePlan:
     stop_window: int = 3
     stop_threshold: float = 0.99
     device: str = "auto"
+    execution: Execution = field(default_factory=Execution)  # where rounds train and score (--executor)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def simulate(plan: SimulatePlan, out_dir: Path, *, database_url: str | None = No
     if database_url is not None:
         Workspace(database_url).store.close()  # opens (schema checked) and closes
     done, log_point = point_log(out_dir, cfg, resume=resume)
-    result = run_simulation(data, cfg, progress=progress, on_point=log_point, done=done)
+    result = run_simulation(data, cfg, progress=progress, on_point=log_point, done=done, execution=plan.execution)
     summary = write_outputs(result, out_dir)
     files = [out_dir / name for name in ("curves.csv", "robustness.csv", "summary.json", "learning_curves.png")
              if name != "robustness.csv" or any(p.robustness for p in result.points)]

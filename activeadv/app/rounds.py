@@ -18,6 +18,7 @@ from activeadv.app.annotation import simulated_annotator, store_oracle
 from activeadv.app.projects import round_rows, stopping_summary, suite_summary, training_epsilon
 from activeadv.app.workspace import Workspace, linked_project_id
 from activeadv.errors import ActiveAdvError, ConfigError
+from activeadv.execution import Execution
 from activeadv.records import ProjectInfo, ProjectStatus, RoundResult
 
 if TYPE_CHECKING:
@@ -51,9 +52,7 @@ class RoundPlan:
     checkpoint_dir: Path | None = None
     force_unlock: bool = False
     train_overrides: dict[str, Any] = field(default_factory=dict)  # options typed now; the project's otherwise
-    executor: str = "local"  # local | ray (the `ray` extra): where each round scores the pool
-    ray_address: str | None = None
-    ray_workers: int = 1
+    execution: Execution = field(default_factory=Execution)  # local, or Ray (the `ray` extra): scoring, training
 
 
 def oracle_kind(kind: str | None, project: ProjectInfo) -> str:
@@ -110,8 +109,7 @@ class _Prepared:
 
         resolve_device(plan.device)  # a bad --device fails before anything else
         self.opts = RoundOptions(strategy=plan.strategy, query_size=plan.query_size, initial=plan.initial,
-                                 subsample=plan.subsample, seed=plan.seed, executor=plan.executor,
-                                 ray_address=plan.ray_address, ray_workers=plan.ray_workers)
+                                 subsample=plan.subsample, seed=plan.seed, execution=plan.execution)
         self.project = ws.project(name)
         self.cfg = train_config_for(self.project, **plan.train_overrides, seed=plan.seed, device=plan.device)
         self.data = ws.dataset(self.project)

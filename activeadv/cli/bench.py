@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from activeadv.cli.common import (
     COUNT,
     device_option,
     echo_json,
+    executor_options,
     json_option,
     parse_csv_list,
     pop_train_values,
@@ -143,12 +146,13 @@ def round_(dataset: str, strategy: str, pool_size: int | None, initial: int, que
               help="Rows per network pass within a batch (default: 64 on CPU, the whole batch on GPU).")
 @threads_option
 @device_option
+@executor_options
 @seed_option
 @json_option
 @quiet_option
 def rank(dataset: str, strategy: str, exact: bool, labels: int, train_steps: int, batch_size: int,
-         limit: int | None, slice_rows: int | None, threads: int | None, device: str, seed: int, as_json: bool,
-         quiet: bool) -> None:
+         limit: int | None, slice_rows: int | None, threads: int | None, device: str, execution: Any, seed: int,
+         as_json: bool, quiet: bool) -> None:
     """Rank a whole pool streamed from its source; report images/s and peak RSS vs the pool as one tensor.
 
     Example: /usr/bin/time -v activeadv bench rank --dataset folder:/tmp/mnist200k --json
@@ -157,13 +161,15 @@ def rank(dataset: str, strategy: str, exact: bool, labels: int, train_steps: int
 
     result = bench_rank(dataset, strategy, exact=exact, train_steps=train_steps, labels=labels,
                         batch_size=batch_size, limit=limit, threads=threads, device=device, seed=seed,
-                        progress=not quiet, report=None if quiet else _err, slice_rows=slice_rows)
+                        progress=not quiet, report=None if quiet else _err, slice_rows=slice_rows,
+                        execution=execution)
     if as_json:
         echo_json(result)
         return
     mib = 1024 * 1024
     click.echo(f"{result['ranked']:,} items ranked by {result['strategy']} in {result['rank_s']:.1f}s "
-               f"({result['images_per_s']:.0f} img/s); scan {result['scan_s']:.1f}s, train {result['train_s']:.1f}s")
+               f"({result['images_per_s']:.0f} img/s, executor {result['executor']}); scan {result['scan_s']:.1f}s, "
+               f"train {result['train_s']:.1f}s; selected ids sha1 {result['selected_sha1'][:12]}")
     click.echo(f"peak RSS {result['peak_rss_bytes'] / mib:.0f} MiB; the pool as one float32 tensor "
                f"{result['pool_as_one_float32_tensor_bytes'] / mib:.0f} MiB")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -34,19 +35,38 @@ subsample_option = click.option(
 
 
 def executor_options(func):
-    """Where the pool is scored: here, or on a Ray cluster (the `ray` extra)."""
+    """Where the heavy steps run: here, or on a Ray cluster (the `ray` extra).  The command gets one
+    ``execution`` argument (``activeadv.app.Execution``) instead of the four options."""
+    @functools.wraps(func)
+    def with_execution(*args: Any, executor: str, ray_address: str | None, ray_workers: int, train_workers: int,
+                       **kwargs: Any) -> Any:
+        from activeadv.app import Execution
+        from activeadv.errors import ConfigError
+
+        try:
+            execution = Execution(executor=executor, ray_address=ray_address, ray_workers=ray_workers,
+                                  train_workers=train_workers)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        return func(*args, execution=execution, **kwargs)
+
     options = [
         click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                     help="Score the pool in this process, or on Ray Data actors (pip install 'activeadv[ray]')."),
+                     help="Score the pool (and train, with --train-workers) in this process, or on a Ray "
+                          "cluster (pip install 'activeadv[ray]')."),
         click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
                      help="Ray cluster to use with --executor ray [env RAY_ADDRESS; default: a local cluster "
                           "started on demand]."),
         click.option("--ray-workers", type=COUNT, default=1, show_default=True,
                      help="Scoring actors with --executor ray (one GPU each when the cluster has GPUs)."),
+        click.option("--train-workers", type=click.IntRange(0, 4096), default=0, show_default=True,
+                     help="With --executor ray: train data-parallel in this many Ray Train processes "
+                          "(DistributedDataParallel; a GPU each when the cluster has enough) [0: in this "
+                          "process]."),
     ]
     for option in reversed(options):
-        func = option(func)
-    return func
+        with_execution = option(with_execution)
+    return with_execution
 
 
 def stop_options(func):

@@ -236,7 +236,7 @@ def _plan(ctx: click.Context, train_kwargs: dict, **options: Any):
 @click.pass_context
 def round_command(ctx: click.Context, project_name: str | None, strategy: str, query_size: int,
                   initial: int | None, oracle: str | None, oracle_error: float, ls_url: str | None,
-                  subsample: int | None, executor: str, ray_address: str | None, ray_workers: int, seed: int,
+                  subsample: int | None, execution: Any, seed: int,
                   device: str, checkpoint_dir: Path | None, force_unlock: bool,
                   database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Run one active-learning round: collect labels, train, evaluate, rank, request.
@@ -253,8 +253,8 @@ def round_command(ctx: click.Context, project_name: str | None, strategy: str, q
     from activeadv.app.rounds import run_round
 
     plan = _plan(ctx, train_kwargs, strategy=strategy, query_size=query_size, initial=initial, oracle=oracle,
-                 oracle_error=oracle_error, ls_url=ls_url, subsample=subsample, executor=executor,
-                 ray_address=ray_address, ray_workers=ray_workers, seed=seed, device=device,
+                 oracle_error=oracle_error, ls_url=ls_url, subsample=subsample, execution=execution,
+                 seed=seed, device=device,
                  checkpoint_dir=checkpoint_dir, force_unlock=force_unlock)
     with _workspace(database_url) as ws:
         report = run_round(ws, project_name, plan, progress=not quiet)
@@ -290,7 +290,7 @@ def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_n
                 poll_seconds: float, timeout: float | None, auto_accuracy: float | None, until_stable: bool,
                 stop_window: int, stop_threshold: float, strategy: str,
                 query_size: int, initial: int | None, oracle: str | None, oracle_error: float, ls_url: str | None,
-                subsample: int | None, executor: str, ray_address: str | None, ray_workers: int, seed: int,
+                subsample: int | None, execution: Any, seed: int,
                   device: str, checkpoint_dir: Path | None, force_unlock: bool,
                 database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Run several rounds, waiting for annotators between them; prints the learning curve at the end.
@@ -307,8 +307,8 @@ def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_n
     from activeadv.app.rounds import RunPlan, run_rounds
 
     plan = _plan(ctx, train_kwargs, strategy=strategy, query_size=query_size, initial=initial, oracle=oracle,
-                 oracle_error=oracle_error, ls_url=ls_url, subsample=subsample, executor=executor,
-                 ray_address=ray_address, ray_workers=ray_workers, seed=seed, device=device,
+                 oracle_error=oracle_error, ls_url=ls_url, subsample=subsample, execution=execution,
+                 seed=seed, device=device,
                  checkpoint_dir=checkpoint_dir, force_unlock=force_unlock)
     run = RunPlan(rounds=rounds, min_new_labels=min_new_labels, poll_seconds=poll_seconds, timeout=timeout,
                   auto_accuracy=auto_accuracy, until_stable=until_stable, stop_window=stop_window,

@@ -9,11 +9,11 @@ never an option (it would show in ``ps``) and never printed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from activeadv.cli.common import COUNT, db_option, device_option, echo_json, json_option
+from activeadv.cli.common import COUNT, db_option, device_option, echo_json, executor_options, json_option
 
 if TYPE_CHECKING:
     from activeadv.app.webhooks import Registration
@@ -37,6 +37,7 @@ state_dir_option = click.option(
 @click.option("--strategy", default="dfal", show_default=True, help="Selection strategy of the rounds it runs.")
 @click.option("--query-size", type=COUNT, default=20, show_default=True, help="Items each round sends.")
 @device_option
+@executor_options
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               envvar="ACTIVEADV_CHECKPOINT_DIR",
               help="Where round checkpoints go [env ACTIVEADV_CHECKPOINT_DIR, as for `round`; default: beside the "
@@ -52,7 +53,8 @@ state_dir_option = click.option(
 @json_option
 @click.pass_context
 def serve_group(ctx: click.Context, project_name: str | None, database_url: str | None, host: str, port: int,
-                min_new_labels: int | None, strategy: str, query_size: int, device: str, checkpoint_dir: Path | None,
+                min_new_labels: int | None, strategy: str, query_size: int, device: str, execution: Any,
+                checkpoint_dir: Path | None,
                 retry_seconds: float, register: bool, public_url: str | None, detach: bool, state_dir: Path | None,
                 as_json: bool) -> None:
     """Serve Label Studio's webhooks and ML-backend protocol for a project: rounds follow the annotators.
@@ -68,7 +70,7 @@ def serve_group(ctx: click.Context, project_name: str | None, database_url: str 
 
     cfg = ServiceConfig(database_url=database_url, project=project_name, host=host, port=port,
                         min_new_labels=min_new_labels, strategy=strategy, query_size=query_size, device=device,
-                        checkpoint_dir=checkpoint_dir, retry_seconds=retry_seconds)
+                        checkpoint_dir=checkpoint_dir, retry_seconds=retry_seconds, execution=execution)
     url = (public_url or cfg.url).rstrip("/")
 
     def do_register() -> None:
@@ -86,6 +88,9 @@ def serve_group(ctx: click.Context, project_name: str | None, database_url: str 
         argv += [] if database_url is None else ["--db", database_url]
         argv += [] if min_new_labels is None else ["--min-new-labels", str(min_new_labels)]
         argv += [] if checkpoint_dir is None else ["--checkpoint-dir", str(Path(checkpoint_dir).resolve())]
+        argv += ["--executor", execution.executor, "--ray-workers", str(execution.ray_workers),
+                 "--train-workers", str(execution.train_workers)]
+        argv += [] if execution.ray_address is None else ["--ray-address", execution.ray_address]
         info = daemon.detach(cfg, argv, given_state_dir=state_dir)
         if register:
             do_register()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -11,6 +12,7 @@ from activeadv.cli.common import (
     db_option,
     device_option,
     echo_json,
+    executor_options,
     json_option,
     parse_csv_list,
     pop_train_values,
@@ -48,6 +50,7 @@ from activeadv.cli.common import (
               help="Keep the curves an interrupted run with the same options finished in --out (points.jsonl).")
 @train_options
 @device_option
+@executor_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/simulate"),
               show_default=True, help="Folder for curves.csv, summary.json, learning_curves.png.")
 @db_option
@@ -56,7 +59,7 @@ from activeadv.cli.common import (
 def simulate_command(dataset: str, classes: str | None, strategies: str, initial: int, query_size: int,
                      budget: int, seeds: int, seed: int, subsample: int | None, dfal_add_adversarial: bool,
                      dfal_mode: str, target_accuracy: float | None, oracle_error: float, stop_window: int,
-                     stop_threshold: float, resume: bool, device: str, out_dir: Path,
+                     stop_threshold: float, resume: bool, device: str, execution: Any, out_dir: Path,
                      database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Compare selection strategies by simulation: hidden labels revealed on request.
 
@@ -78,7 +81,7 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
                         train=pop_train_values(train_kwargs), classes=parse_csv_list(classes) if classes else None,
                         subsample=subsample, dfal_add_adversarial=dfal_add_adversarial, dfal_mode=dfal_mode,
                         target_accuracy=target_accuracy, oracle_error=oracle_error, stop_window=stop_window,
-                        stop_threshold=stop_threshold, device=device)
+                        stop_threshold=stop_threshold, device=device, execution=execution)
     res = simulate(plan, out_dir, database_url=database_url, resume=resume, progress=not quiet)
     if as_json:
         echo_json(res.summary)

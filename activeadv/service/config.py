@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from activeadv.execution import Execution
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090  # the ML-backend port Label Studio's docs use
 
@@ -27,6 +29,7 @@ class ServiceConfig:
     queue_size: int = 256  # wake-ups waiting for the worker; events themselves are in the database
     retry_seconds: float = 10.0  # Label Studio down, lock held by another process: try again after this
     predict_batch: int = 512
+    execution: Execution = field(default_factory=Execution)  # where rounds score and train (--executor)
 
     @property
     def url(self) -> str:

@@ -146,7 +146,7 @@ class Worker:
 
         plan = RoundPlan(strategy=self.cfg.strategy, query_size=self.cfg.query_size, oracle="labelstudio",
                          device=self.cfg.device, checkpoint_dir=self.cfg.checkpoint_dir,
-                         train_overrides=dict(self.cfg.train_overrides))
+                         train_overrides=dict(self.cfg.train_overrides), execution=self.cfg.execution)
         self.state.busy = "round"
         started = time.monotonic()
         try:

@@ -332,7 +332,9 @@ def test_a_push_refused_while_label_studio_is_down_is_retried_and_nothing_is_los
             wait_for(lambda: s.unfinished_round(s.get_project().id) is None, 30)
             rounds = s.rounds(s.get_project().id)
         assert len(calls) >= 2 and [r.number for r in rounds] == [0, 1]  # the same round, resumed, not a new one
-        assert running.service.worker.state.rounds == 1
+        # the worker counts the round just after the store marks it done: wait for that, do not race it
+        wait_for(lambda: running.service.worker.state.rounds == 1, 30)
+        assert running.service.worker.state.last_error is None
     finally:
         running.stop()
 

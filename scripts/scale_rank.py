@@ -1,0 +1,78 @@
+"""Measure ranking a large pool: the local executor against Ray Data with 1 and 2 scoring workers.
+
+Writes the synthetic manifest of ``scale_store.py`` (N distinct paths over a few hundred real 28x28 MNIST PNGs),
+then runs ``activeadv bench rank --dataset manifest:FILE --json`` once per executor and repeat, each in a fresh
+process (so peak RSS is that run's driver alone), interleaved (local, ray 1, ray 2, local, ...) so that load on a
+shared machine hits every executor alike.  Prints, per executor: images/s (median, min, max), driver peak RSS,
+Ray's start-up, and whether every run selected the same items (sha1 of the picks).
+
+    nice -n 10 .venv/bin/python scripts/scale_rank.py --items 1000000 --json docs/results/scale/rank_1m.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale_store import make_manifest  # noqa: E402
+
+EXECUTORS = {"local": [], "ray-1": ["--executor", "ray", "--ray-workers", "1"],
+             "ray-2": ["--executor", "ray", "--ray-workers", "2"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--strategy", default="dfal")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--executors", default=",".join(EXECUTORS))
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    runs: dict[str, list[dict]] = {name: [] for name in args.executors.split(",")}
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = make_manifest(Path(tmp), args.items, args.images, hash_column=True)
+        for repeat in range(args.repeats):
+            for name in runs:
+                cmd = [str(ROOT / ".venv" / "bin" / "activeadv"), "bench", "rank", "--dataset",
+                       f"manifest:{manifest}", "--strategy", args.strategy, "--json", "-q", *EXECUTORS[name]]
+                done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "RAY_DEDUP_LOGS": "1"})
+                if done.returncode != 0:
+                    sys.stderr.write(done.stderr[-3000:])
+                    return 1
+                result = json.loads(done.stdout)
+                runs[name].append(result)
+                print(f"[{repeat}] {name}: {result['images_per_s']:.0f} img/s, rank {result['rank_s']:.1f}s, "
+                      f"driver peak RSS {result['peak_rss_bytes'] / 2**20:.0f} MiB, sha1 "
+                      f"{result['selected_sha1'][:12]}", file=sys.stderr, flush=True)
+    shas = {r["selected_sha1"] for rs in runs.values() for r in rs}
+    summary = {"items": args.items, "strategy": args.strategy, "repeats": args.repeats,
+               "identical_picks": len(shas) == 1, "machine": next(iter(runs.values()))[0]["machine"],
+               "executors": {}}
+    for name, rs in runs.items():
+        speed = [r["images_per_s"] for r in rs]
+        summary["executors"][name] = {
+            "images_per_s_median": statistics.median(speed), "images_per_s_min": min(speed),
+            "images_per_s_max": max(speed), "rank_s_median": statistics.median(r["rank_s"] for r in rs),
+            "driver_peak_rss_mib": max(r["peak_rss_bytes"] for r in rs) / 2**20,
+            "ray_start_s_median": None if rs[0]["ray_start_s"] is None
+            else statistics.median(r["ray_start_s"] for r in rs),
+            "ranked": rs[0]["ranked"], "selected": rs[0]["selected"]}
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
