@@ -38,7 +38,9 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import os
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -213,6 +215,7 @@ def make_ranker(*, arch: str, workers: int = 1, address: str | None = None,
 
 # ------------------------------------------------------------------------------------------- training
 TRAINED_STATE = "model.pt"  # the file in the checkpoint directory rank 0 reports
+STORAGE_ENV = "ACTIVEADV_RAY_STORAGE"  # shared storage for Ray Train's checkpoint on a multi-node cluster
 
 
 def _train_worker(config: dict[str, Any]) -> None:
@@ -251,7 +254,8 @@ def train_on_ray(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: Any, *, w
     ``use_gpu`` None: one GPU per worker when the cluster has that many.
     ``storage``: where Ray Train keeps the run's checkpoint (a folder every
     node can write, e.g. ``s3://bucket/prefix``, on a multi-node cluster);
-    default a temporary folder, right for a one-machine cluster.
+    default ``$ACTIVEADV_RAY_STORAGE``, else a temporary folder (right for a
+    one-machine cluster only: a worker on another node would write it there).
     """
     from activeadv.training import resolve_device
 
@@ -273,7 +277,8 @@ def train_on_ray(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: Any, *, w
         trainer = TorchTrainer(_train_worker, train_loop_config=config,
                                scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
                                                             resources_per_worker={"CPU": 1}),
-                               run_config=RunConfig(storage_path=storage or local, name="activeadv-train"))
+                               run_config=RunConfig(storage_path=storage or os.environ.get(STORAGE_ENV) or local,
+                                                    name=f"activeadv-train-{uuid.uuid4().hex[:8]}"))
         try:
             result = trainer.fit()
         except Exception as exc:  # TrainingFailedError wraps the worker's error: one line, not Ray's traceback

@@ -120,6 +120,9 @@ class TrainConfig:
     # image augmentation of the labeled batch: random shifts of up to ``augment_shift`` pixels
     augment: bool = True  # on by default: the cheapest measured gain (docs/results.md); never on feature vectors
     augment_shift: int | None = None  # None: 1/14 of the image side, rounded down (2 px on 28x28, none on 8x8)
+    # labeled batches drawn class-balanced (each class equally often, with replacement) instead of a permutation:
+    # actively chosen label sets are skewed toward the classes the model confuses
+    balance: bool = False
     # continue from the previous round's weights (``train(init_state=...)``) for this share of the steps
     warm_start: bool = False
     warm_fraction: float = 0.5
@@ -357,6 +360,12 @@ def unlabeled_batches(pool: Pool, ids: np.ndarray, batch_size: int,
             yield pool.load(shard.of(np.sort(ids[order[start : start + size]])))
 
 
+def batch_weights(y: torch.Tensor) -> torch.Tensor:
+    """Sampling weights that draw every class present in ``y`` equally often (1 / its count per row)."""
+    counts = torch.bincount(y)
+    return 1.0 / counts[y].double()
+
+
 def step_count(n_labeled: int, cfg: TrainConfig, *, unlabeled: bool = False, warm: bool = False) -> int:
     """Optimizer steps for a training run: ``epochs`` passes over the labels, within ``[min_steps, max_steps]``.
 
@@ -440,6 +449,7 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
     if extra_x is not None and extra_y is not None and len(extra_y):
         x = torch.cat([x, extra_x.to(x.dtype)])
         y = torch.cat([y, torch.as_tensor(extra_y, dtype=torch.int64)])
+    sampling = batch_weights(y) if cfg.balance else None  # on the CPU, as the generator
     x, y = x.to(device), y.to(device)
     statics: list[nn.Module] = []
     if cfg.adv_ensemble > 0:
@@ -466,7 +476,8 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
         for static in statics:
             frozen.enter_context(attacks.eval_mode(static))
         while step < total:
-            order = torch.randperm(n, generator=generator).to(device)
+            order = (torch.randperm(n, generator=generator) if sampling is None
+                     else torch.multinomial(sampling, n, replacement=True, generator=generator)).to(device)
             for start in range(0, n, cfg.batch_size):
                 idx = order[start : start + cfg.batch_size]
                 if len(idx) < shard.world:  # an epoch's last few rows cannot give every process one

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_store import make_manifest  # noqa: E402
+from scale_store import emit, make_manifest  # noqa: E402
 
 EXECUTORS = {"local": [], "ray-1": ["--executor", "ray", "--ray-workers", "1"],
              "ray-2": ["--executor", "ray", "--ray-workers", "2"]}
@@ -45,10 +45,15 @@ def main() -> int:
                 cmd = [str(ROOT / ".venv" / "bin" / "activeadv"), "bench", "rank", "--dataset",
                        f"manifest:{manifest}", "--strategy", args.strategy, "--json", "-q", *EXECUTORS[name]]
                 done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "RAY_DEDUP_LOGS": "1"})
-                if done.returncode != 0:
-                    sys.stderr.write(done.stderr[-3000:])
+                try:  # Ray may print its own lines to stdout before the JSON document
+                    result = json.loads(done.stdout[done.stdout.index("\n{") + 1 if not done.stdout.startswith("{")
+                                                     else 0:])
+                except ValueError:
+                    result = None
+                if done.returncode != 0 or result is None:
+                    sys.stderr.write(f"{name} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n"
+                                     f"{done.stderr[-3000:]}\n")
                     return 1
-                result = json.loads(done.stdout)
                 runs[name].append(result)
                 print(f"[{repeat}] {name}: {result['images_per_s']:.0f} img/s, rank {result['rank_s']:.1f}s, "
                       f"driver peak RSS {result['peak_rss_bytes'] / 2**20:.0f} MiB, sha1 "
@@ -66,11 +71,7 @@ def main() -> int:
             "ray_start_s_median": None if rs[0]["ray_start_s"] is None
             else statistics.median(r["ray_start_s"] for r in rs),
             "ranked": rs[0]["ranked"], "selected": rs[0]["selected"]}
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    emit(summary, args.json)
     return 0
 
 

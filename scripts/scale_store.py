@@ -59,6 +59,15 @@ def make_manifest(folder: Path, items: int, images: int, hash_column: bool) -> P
     return manifest
 
 
+def emit(figures: dict, path: Path | None) -> None:
+    """The figures as JSON on stdout and, when ``path`` is given, in that file (the scale scripts' output)."""
+    text = json.dumps(figures, indent=2, default=float)
+    sys.stdout.write(text + "\n")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+
+
 def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -123,10 +132,7 @@ def main() -> int:
                                "database_gib": round((empty + (int(out["database_bytes"]) - empty) * scale)  # type: ignore
                                                      / 2**30, 2),
                                "status_s": round(float(out["status_median_s"]) * scale, 2)}  # type: ignore
-    text = json.dumps(out, indent=2, default=float)
-    sys.stdout.write(text + "\n")
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(out, args.json)
     return 0
 
 

@@ -144,7 +144,7 @@ def eval_options(func):
 # the TrainConfig fields that ``train_options`` sets (same names)
 TRAIN_FIELDS = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "adv_ensemble", "epochs", "min_steps",
                 "batch_size", "lr", "unlabeled", "unlabeled_weight", "unlabeled_min_steps", "unlabeled_batch_size",
-                "vat_epsilon", "vat_xi", "entmin", "augment", "warm_start", "warm_fraction", *EVAL_FIELDS)
+                "vat_epsilon", "vat_xi", "entmin", "augment", "balance", "warm_start", "warm_fraction", *EVAL_FIELDS)
 
 
 def train_options(func):
@@ -192,6 +192,9 @@ def train_options(func):
         click.option("--augment/--no-augment", default=True, show_default=True,
                      help="Random shifts of labeled images by up to 1/14 of the side, rounded down (none on "
                           "images under 14 px, never on feature vectors)."),
+        click.option("--balance/--no-balance", default=False, show_default=True,
+                     help="Draw labeled batches class-balanced (each class equally often) instead of shuffling "
+                          "the labeled set: actively chosen labels are skewed toward the confused classes."),
         click.option("--warm-start/--no-warm-start", default=False, show_default=True,
                      help="Continue from the previous round's model (--warm-fraction of the steps) instead "
                           "of training from scratch."),

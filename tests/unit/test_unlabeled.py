@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from activeadv import attacks
+from activeadv import attacks, training
 from activeadv.data import ArrayPool, load_dataset
 from activeadv.errors import ConfigError
 from activeadv.training import TrainConfig, augment, predict_proba, step_count, train, train_step, unlabeled_batches
@@ -187,3 +187,31 @@ def test_vat_learns_from_the_unlabeled_pool(digits):
     vat = evaluate(train(digits.pool, ids, digits.pool.targets(ids), replace(cfg, unlabeled="vat"),
                          unlabeled_ids=rest), digits.test, cfg).accuracy
     assert vat > plain + 0.02, (plain, vat)
+
+
+def test_balanced_batches_draw_each_class_equally_often(digits, monkeypatch):
+    """A skewed labeled set (90% one class): --balance gives every class ~ the same share of the rows trained on;
+    without it the batches follow the skew."""
+    pool = digits.pool
+    targets = pool.targets(pool.ids)
+    ids = np.sort(np.concatenate([pool.ids[targets == 0][:90], pool.ids[targets == 1][:5],
+                                  pool.ids[targets == 2][:5]]))
+    seen: list[np.ndarray] = []
+    real_step = training.train_step
+
+    def spy(model, x, y, *args, **kwargs):
+        seen.append(y.cpu().numpy())
+        return real_step(model, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", spy)
+    shares = {}
+    for balance in (False, True):
+        seen.clear()
+        cfg = TrainConfig(epochs=1, min_steps=60, max_steps=60, adv="none", augment=False, device="cpu",
+                          balance=balance)
+        training.train(pool, ids, pool.targets(ids), cfg)
+        counts = np.bincount(np.concatenate(seen), minlength=3)[:3]
+        shares[balance] = counts / counts.sum()
+    assert shares[False][0] > 0.85
+    np.testing.assert_allclose(shares[True], [1 / 3] * 3, atol=0.06)
+    np.testing.assert_allclose(training.batch_weights(torch.tensor([0, 0, 0, 1])).numpy(), [1 / 3] * 3 + [1.0])
