@@ -525,6 +525,7 @@ def rank_pool(dataset: str, strategy_name: str = "dfal", *, labels: int = 200, t
             "executor": execution.executor, "ray_workers": execution.ray_workers if execution.on_ray else None,
             "ray_start_s": ray_start_s if execution.on_ray else None,
             "selected_sha1": hashlib.sha1(np.asarray(selection.item_ids, dtype=np.int64).tobytes()).hexdigest(),
+            "selected_ids": [int(i) for i in selection.item_ids],
             "scan_s": scan_s, "train_s": train_s,
             "rank_s": rank_s, "images_per_s": len(candidates) / rank_s, "peak_rss_bytes": peak,
             "peak_rss_after_scan_bytes": rss_after_scan, "peak_rss_after_train_bytes": rss_after_train,

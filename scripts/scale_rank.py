@@ -4,7 +4,10 @@ Writes the synthetic manifest of ``scale_store.py`` (N distinct paths over a few
 then runs ``activeadv bench rank --dataset manifest:FILE --json`` once per executor and repeat, each in a fresh
 process (so peak RSS is that run's driver alone), interleaved (local, ray 1, ray 2, local, ...) so that load on a
 shared machine hits every executor alike.  Prints, per executor: images/s (median, min, max), driver peak RSS,
-Ray's start-up, and whether every run selected the same items (sha1 of the picks).
+Ray's start-up, and whether every run selected the same items (sha1 of the picks) and the same images: the
+manifest repeats a few hundred images, so copies of one image tie exactly, and which copy wins a tie depends on
+float rounding (a different torch thread count changes it); ``local-1t`` runs the local executor with one
+thread, as each Ray actor has.
 
     nice -n 10 .venv/bin/python scripts/scale_rank.py --items 1000000 --json docs/results/scale/rank_1m.json
 """
@@ -24,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale_store import emit, make_manifest  # noqa: E402
 
-EXECUTORS = {"local": [], "ray-1": ["--executor", "ray", "--ray-workers", "1"],
+EXECUTORS = {"local": [], "local-1t": ["--threads", "1"], "ray-1": ["--executor", "ray", "--ray-workers", "1"],
              "ray-2": ["--executor", "ray", "--ray-workers", "2"]}
 
 
@@ -34,7 +37,8 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--strategy", default="dfal")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--executors", default=",".join(EXECUTORS))
+    parser.add_argument("--executors", default="local,ray-1,ray-2",
+                        help=f"any of {', '.join(EXECUTORS)} (local-1t: one torch thread, as each Ray actor has)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     runs: dict[str, list[dict]] = {name: [] for name in args.executors.split(",")}
@@ -59,9 +63,12 @@ def main() -> int:
                       f"driver peak RSS {result['peak_rss_bytes'] / 2**20:.0f} MiB, sha1 "
                       f"{result['selected_sha1'][:12]}", file=sys.stderr, flush=True)
     shas = {r["selected_sha1"] for rs in runs.values() for r in rs}
+    # row k of the manifest is image k % images: the same images picked, whichever copies
+    images = {tuple(sorted(i % args.images for i in r["selected_ids"])) for rs in runs.values() for r in rs}
     summary = {"items": args.items, "strategy": args.strategy, "repeats": args.repeats,
-               "identical_picks": len(shas) == 1, "machine": next(iter(runs.values()))[0]["machine"],
-               "executors": {}}
+               "identical_picks": len(shas) == 1, "identical_picked_images": len(images) == 1,
+               "picks_by_executor": {name: sorted({r["selected_sha1"][:12] for r in rs}) for name, rs in runs.items()},
+               "machine": next(iter(runs.values()))[0]["machine"], "executors": {}}
     for name, rs in runs.items():
         speed = [r["images_per_s"] for r in rs]
         summary["executors"][name] = {
