@@ -3,7 +3,9 @@
 Two registrations on the project, both carrying the shared secret: a project
 webhook for annotation events (header ``X-ActiveAdv-Secret``) and the ML
 backend (basic auth, the secret as password) so annotators see the latest
-model's guess.  Registering again updates both in place.  The unauthenticated
+model's guess; automatic predictions are turned on, so a task pushed by an
+earlier round shows the current model's guess when opened.  Registering
+again updates both in place.  The unauthenticated
 webhook Label Studio adds by itself for a new ML backend is removed.  The secret is passed
 through, never stored in the database or logged.
 """
@@ -58,4 +60,5 @@ def register(ws: Workspace, name: str | None, service_url: str, secret: str, *, 
         # the same events, so that one goes.
         if client.drop_webhooks(pid, base + ML_WEBHOOK_PATH):
             log.info("removed Label Studio's unauthenticated webhook to %s%s", base, ML_WEBHOOK_PATH)
+        client.predict_on_open(pid)  # tasks of earlier rounds get the latest model's guess when opened
     return Registration(pid, hook, backend, base + WEBHOOK_PATH, base if ml_backend else None)

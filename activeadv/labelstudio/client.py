@@ -258,6 +258,13 @@ class LabelStudioClient:
         log.info("connected ML backend %s to project %s", url, project_id)
         return int(backend.id)
 
+    def predict_on_open(self, project_id: int) -> None:
+        """Label Studio asks the ML backend for a prediction when an annotator opens a task that has none from the
+        current model version (so tasks pushed by earlier rounds show the latest model's guess too)."""
+        with _errors(self.url, f"turn on automatic predictions on project {project_id}"):
+            self.sdk.projects.update(project_id, evaluate_predictions_automatically=True,
+                                     request_options=self._write_once)
+
     # -- push
     def find_tasks(self, project_id: int, item_ids: Sequence[int]) -> dict[int, list[int]]:
         """``item_id -> [task ids]`` of the tasks that exist for these items (sorted; >1 means duplicates)."""

@@ -226,6 +226,8 @@ def test_label_studio_accepts_the_predict_payload(seeded, cli_env):
     running = Running(min_new_labels=100)
     try:
         register(running, ml_backend=True)  # Label Studio checks /health and /setup here
+        # tasks of earlier rounds get the current model's guess when an annotator opens them
+        assert _as_dict(client.sdk.projects.get(ls_pid))["evaluate_predictions_automatically"] is True
         with store() as s:  # an item nobody was asked about yet: a task an admin adds by hand
             item_id = int(s.candidates(s.get_project().id)[0])
         [task_id] = client.sdk.projects.import_tasks(ls_pid, request=[{"data": {"image": _image(item_id),
