@@ -36,6 +36,7 @@ Ray is optional (``pip install 'activeadv[ray]'``); nothing imports this module 
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import logging
 import os
@@ -268,15 +269,16 @@ def train_on_ray(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: Any, *, w
 
     if use_gpu is None:
         use_gpu = ray.cluster_resources().get("GPU", 0) >= workers
-    cpus = ray.cluster_resources().get("CPU", 1)
+    # each worker reserves the CPUs its torch threads use (a share of the cluster), so none is oversubscribed
+    threads = max(1, int(ray.cluster_resources().get("CPU", 1) // workers))
     train_kwargs["static_models"] = [copy.deepcopy(m).cpu() for m in static_models]
     config = {"pool": ray.put(pool), "ids": np.asarray(ids, dtype=np.int64),
               "labels": np.asarray(labels, dtype=np.int64), "cfg": cfg, "train_kwargs": train_kwargs,
-              "progress": progress, "threads": max(1, int(cpus // workers))}
+              "progress": progress, "threads": threads}
     with tempfile.TemporaryDirectory(prefix="activeadv-train-") as local:
         trainer = TorchTrainer(_train_worker, train_loop_config=config,
                                scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
-                                                            resources_per_worker={"CPU": 1}),
+                                                            resources_per_worker={"CPU": threads}),
                                run_config=RunConfig(storage_path=storage or os.environ.get(STORAGE_ENV) or local,
                                                     name=f"activeadv-train-{uuid.uuid4().hex[:8]}"))
         try:
@@ -297,8 +299,4 @@ def train_on_ray(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: Any, *, w
 def make_trainer(workers: int, *, address: str | None = None) -> Callable[..., nn.Module]:
     """``training.train``'s signature, run by ``workers`` Ray Train processes (``Execution.trainer``)."""
     connect(address)
-
-    def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: Any, **kwargs: Any) -> nn.Module:
-        return train_on_ray(pool, ids, labels, cfg, workers=workers, **kwargs)
-
-    return train
+    return functools.partial(train_on_ray, workers=workers)

@@ -177,7 +177,7 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
     # earlier rounds' models, as a project keeps their checkpoints: ensemble static models and transfer surrogates
     keep = max(cfg.train.adv_ensemble, cfg.train.eval_surrogates if suite is not None else 0)
     earlier: list[torch.nn.Module] = []
-    train = execution.trainer()
+    train, ranker = execution.trainer(), execution.ranker(cfg.train.arch)  # once per curve, not per round
     for round_no in range(rounds):
         tcfg = replace(cfg.train, seed=seed * 1000 + round_no)  # same model seed for every strategy
         t0 = time.perf_counter()
@@ -210,7 +210,7 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
             yield point, phases
             return
         selection = select(strategy, model, pool, pool.ids, min(cfg.query_size, remaining), rng=rng,
-                           labeled_ids=labeled, subsample=cfg.subsample, ranker=execution.ranker(tcfg.arch))
+                           labeled_ids=labeled, subsample=cfg.subsample, ranker=ranker)
         phases["select"] = time.perf_counter() - t2
         oracle.request(selection, round_no)
         answers = oracle.collect()
