@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 ADV_METHODS = ("none", "fgsm", "bim", "pgd", "ll")
 ADV_TARGETS = ("predicted", "true")
 UNLABELED_METHODS = ("none", "vat", "pseudo-fgsm")
+LR_SCHEDULES = ("constant", "cosine")
 VAT_EPS_PER_DIM = 2.0 / 28  # VAT's default radius per sqrt(input value): 2.0 on 28x28 MNIST
 # test items the per-round robustness suite attacks (the same ids every round); 0: off by default, because on
 # digits the whole suite (4 eps, 10 steps, 500 items) cost more than the round's training (docs/robustness.md)
@@ -95,6 +96,8 @@ class TrainConfig:
     max_steps: int = 3000  # large labeled sets (a full-pool reference) stay affordable
     batch_size: int = 64
     lr: float = 1e-3
+    # "cosine": the learning rate decays from lr to 0 over the run's steps (half a cosine); "constant": no decay
+    lr_schedule: str = "constant"
     weight_decay: float = 1e-4
     adv: str = "fgsm"
     epsilon: float = 0.1
@@ -148,6 +151,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a number, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ConfigError(f"--lr must be > 0 (got {self.lr}) and weight decay >= 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"unknown --lr-schedule '{self.lr_schedule}': use {', '.join(LR_SCHEDULES)}")
         if self.epsilon < 0:
             raise ConfigError(f"--epsilon must be >= 0, got {self.epsilon}")
         if not 0.0 <= self.alpha <= 1.0:
@@ -236,9 +241,12 @@ def adversarial_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: 
 
 
 def unlabeled_term(model: nn.Module, x_u: torch.Tensor, cfg: TrainConfig, clip: attacks.Clip,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The loss on an unlabeled batch ``x_u`` (``cfg.unlabeled``), differentiable w.r.t. the model's weights."""
-    stats: dict[str, float] = {}
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss on an unlabeled batch ``x_u`` (``cfg.unlabeled``), differentiable w.r.t. the model's weights.
+
+    The statistics are detached tensors (``train_step`` decides when to read them).
+    """
+    stats: dict[str, torch.Tensor] = {}
     if cfg.unlabeled == "vat":
         with torch.set_grad_enabled(cfg.entmin):  # VAT's target p(x_u) is a constant: no graph unless EntMin
             logits = model(x_u)
@@ -246,11 +254,11 @@ def unlabeled_term(model: nn.Module, x_u: torch.Tensor, cfg: TrainConfig, clip: 
                                                          xi=cfg.vat_xi,
                                                          logits=logits, generator=generator)
         term = attacks.kl_divergence(logits.detach(), model(x_u + r_adv)).mean()
-        stats["vat_loss"] = float(term.detach())
+        stats["vat_loss"] = term.detach()
         if cfg.entmin:
             log_p = F.log_softmax(logits, dim=1)
             entropy = -(log_p.exp() * log_p).sum(1).mean()
-            stats["entropy"] = float(entropy.detach())
+            stats["entropy"] = entropy.detach()
             term = term + entropy
         return term, stats
     # pseudo-fgsm: eq. 2's adversarial term with the prediction as the label, on confident items only
@@ -258,13 +266,13 @@ def unlabeled_term(model: nn.Module, x_u: torch.Tensor, cfg: TrainConfig, clip: 
         probs = F.softmax(model(x_u), dim=1)
     confidence, pseudo = probs.max(1)
     keep = confidence >= cfg.pseudo_threshold
-    stats["pseudo_kept"] = float(keep.float().mean())
+    stats["pseudo_kept"] = keep.float().mean()
     if not bool(keep.any()):
         return x_u.new_zeros(()), stats
     x_adv = attacks.fgsm(model, x_u[keep], pseudo[keep], cfg.epsilon, clip=clip)
     # scaled by the kept share, so the term's weight does not jump as the model grows confident
     term = F.cross_entropy(model(x_adv), pseudo[keep], reduction="sum") / len(x_u)
-    stats["pseudo_fgsm_loss"] = float(term.detach())
+    stats["pseudo_fgsm_loss"] = term.detach()
     return term, stats
 
 
@@ -288,34 +296,38 @@ def augment(x: torch.Tensor, max_shift: int, generator: torch.Generator | None =
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
                cfg: TrainConfig, clip: attacks.Clip = (0.0, 1.0),
                generator: torch.Generator | None = None,
-               x_unlabeled: torch.Tensor | None = None, source: nn.Module | None = None) -> dict[str, float]:
+               x_unlabeled: torch.Tensor | None = None, source: nn.Module | None = None,
+               sync: bool = True) -> dict[str, Any]:
     """One update on ``alpha * CE(x, y) + (1 - alpha) * CE(x_adv, y) [+ unlabeled_weight * R(x_unlabeled)]``.
 
     ``source``: the static model that crafts this batch's ``x_adv`` (ensemble
     adversarial training), ``None`` for the model's own examples.  Returns the
     loss terms; ``unlabeled_loss`` is 0 when no unlabeled batch is given or
-    ``cfg.unlabeled == "none"``.
+    ``cfg.unlabeled == "none"``.  ``sync=False`` returns them as detached
+    0-d tensors: reading a number off a GPU waits for its queue to drain, and
+    a training loop that did so at every step would keep the GPU idle while
+    Python issues the next step's kernels.
     """
     model.train()
     clean_loss = F.cross_entropy(model(x), y)
-    stats = {"clean_loss": float(clean_loss.detach())}
+    stats: dict[str, Any] = {"clean_loss": clean_loss.detach()}
     if cfg.adv == "none" or cfg.alpha >= 1.0 or cfg.epsilon == 0:
         loss = clean_loss
     else:
         x_adv = adversarial_inputs(model, x, y, cfg, clip, generator, source=source)
         adv_loss = F.cross_entropy(model(x_adv), y)
         loss = cfg.alpha * clean_loss + (1 - cfg.alpha) * adv_loss
-        stats["adv_loss"] = float(adv_loss.detach())
+        stats["adv_loss"] = adv_loss.detach()
     stats["unlabeled_loss"] = 0.0
     if x_unlabeled is not None and len(x_unlabeled) and cfg.unlabeled != "none" and cfg.unlabeled_weight > 0:
         term, extra = unlabeled_term(model, x_unlabeled, cfg, clip, generator)
         loss = loss + cfg.unlabeled_weight * term
-        stats.update(extra, unlabeled_loss=float(term.detach()))
+        stats.update(extra, unlabeled_loss=term.detach())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    stats["loss"] = float(loss.detach())
-    return stats
+    stats["loss"] = loss.detach()
+    return {k: float(v) for k, v in stats.items()} if sync else stats
 
 
 @dataclass(frozen=True)
@@ -364,6 +376,18 @@ def batch_weights(y: torch.Tensor) -> torch.Tensor:
     """Sampling weights that draw every class present in ``y`` equally often (1 / its count per row)."""
     counts = torch.bincount(y)
     return 1.0 / counts[y].double()
+
+
+def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
+    """The learning rate of step ``step`` (0-based) of ``total``: ``cfg.lr``, or its cosine decay toward 0.
+
+    Decay matters for long runs on few labels (the unlabeled term's thousands
+    of steps): a constant rate keeps the weights moving around the minimum,
+    so consecutive rounds' models disagree more than their labels explain.
+    """
+    if cfg.lr_schedule == "cosine" and total > 1:
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+    return cfg.lr
 
 
 def step_count(n_labeled: int, cfg: TrainConfig, *, unlabeled: bool = False, warm: bool = False) -> int:
@@ -486,14 +510,16 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
                 turn = step % (len(statics) + 1)
                 # the whole batch is augmented (the same random draws in every process), then sharded
                 x_batch = shard.of(augment(x[idx], shift, generator))
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, step, total)
                 stats = train_step(stepped, x_batch, shard.of(y[idx]), optimizer, cfg,
                                    pool.clip_range, generator, x_unlabeled=None if x_u is None else x_u.to(device),
-                                   source=statics[turn - 1] if turn else None)
+                                   source=statics[turn - 1] if turn else None, sync=False)
                 step += 1
                 bar.update(1)
                 if step >= total:
                     break
-            bar.set_postfix(loss=f"{stats['loss']:.3f}")
+            bar.set_postfix(loss=f"{float(stats['loss']):.3f}")  # one read (and wait) per epoch
     bar.close()
     model.eval()
     return model

@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="idx:../shared/data/mnist")
     parser.add_argument("--labels", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="torch device (cuda on a GPU machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
@@ -37,7 +38,7 @@ def main() -> None:
     unlabeled = np.setdiff1d(pool.ids, ids)
     for text in args.configs:
         overrides = json.loads(text)
-        cfg = replace(TrainConfig(device="cpu", seed=1, eval_adv_max=500), **overrides)
+        cfg = replace(TrainConfig(device=args.device, seed=1, eval_adv_max=500), **overrides)
         start = time.perf_counter()
         model = train(pool, ids, pool.targets(ids), cfg, unlabeled_ids=unlabeled)
         seconds = time.perf_counter() - start

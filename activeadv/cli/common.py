@@ -143,7 +143,7 @@ def eval_options(func):
 
 # the TrainConfig fields that ``train_options`` sets (same names)
 TRAIN_FIELDS = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "adv_ensemble", "epochs", "min_steps",
-                "batch_size", "lr", "unlabeled", "unlabeled_weight", "unlabeled_min_steps", "unlabeled_batch_size",
+                "batch_size", "lr", "lr_schedule", "unlabeled", "unlabeled_weight", "unlabeled_min_steps", "unlabeled_batch_size",
                 "vat_epsilon", "vat_xi", "entmin", "augment", "balance", "warm_start", "warm_fraction", *EVAL_FIELDS)
 
 
@@ -172,6 +172,9 @@ def train_options(func):
                      help="Fewest optimizer steps."),
         click.option("--batch-size", type=COUNT, default=64, show_default=True),
         click.option("--lr", type=float, default=1e-3, show_default=True),
+        click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
+                     show_default=True,
+                     help="cosine: the learning rate decays to 0 over each training run's steps."),
         click.option("--unlabeled", type=click.Choice(["none", "vat", "pseudo-fgsm"]), default="none",
                      show_default=True,
                      help="Learn from the unlabeled pool too: virtual adversarial training (KL to the most "

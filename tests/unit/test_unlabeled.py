@@ -215,3 +215,33 @@ def test_balanced_batches_draw_each_class_equally_often(digits, monkeypatch):
     assert shares[False][0] > 0.85
     np.testing.assert_allclose(shares[True], [1 / 3] * 3, atol=0.06)
     np.testing.assert_allclose(training.batch_weights(torch.tensor([0, 0, 0, 1])).numpy(), [1 / 3] * 3 + [1.0])
+
+
+def test_cosine_schedule_decays_from_lr_to_zero_and_constant_stays():
+    from activeadv.errors import ConfigError
+    from activeadv.training import learning_rate
+
+    cfg = TrainConfig(lr=0.01, lr_schedule="cosine")
+    rates = [learning_rate(cfg, s, 100) for s in range(100)]
+    assert rates[0] == pytest.approx(0.01) and rates[50] == pytest.approx(0.005)
+    assert rates[-1] < 0.01 * 1e-3 and all(a > b for a, b in zip(rates, rates[1:]))
+    assert {learning_rate(TrainConfig(lr=0.01), s, 100) for s in range(100)} == {0.01}
+    with pytest.raises(ConfigError, match="lr-schedule"):
+        TrainConfig(lr_schedule="step")
+
+
+def test_train_step_without_sync_returns_the_same_losses_as_tensors():
+    pool = ArrayPool(np.random.default_rng(0).random((20, 1, 8, 8), dtype=np.float32), ["a", "b", "c"])
+    from activeadv.networks import build_network
+
+    x, y = pool.load(pool.ids[:8]), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    cfg = TrainConfig(unlabeled="vat", device="cpu")
+    torch.manual_seed(0)
+    model = build_network(pool.input_shape, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    synced = train_step(model, x, y, opt, cfg, generator=torch.Generator().manual_seed(1),
+                        x_unlabeled=pool.load(pool.ids[8:]))
+    lazy = train_step(model, x, y, opt, cfg, generator=torch.Generator().manual_seed(1),
+                      x_unlabeled=pool.load(pool.ids[8:]), sync=False)
+    assert set(lazy) == set(synced) and all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in lazy.values())
+    assert {k: float(v) for k, v in lazy.items()} == pytest.approx(synced)
