@@ -144,7 +144,8 @@ def eval_options(func):
 # the TrainConfig fields that ``train_options`` sets (same names)
 TRAIN_FIELDS = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "adv_ensemble", "epochs", "min_steps",
                 "batch_size", "lr", "lr_schedule", "unlabeled", "unlabeled_weight", "unlabeled_min_steps",
-                "unlabeled_batch_size", "vat_epsilon", "vat_xi", "entmin", "augment", "balance", "warm_start", "warm_fraction", *EVAL_FIELDS)
+                "unlabeled_batch_size", "vat_epsilon", "vat_xi", "entmin", "augment", "balance", "warm_start",
+                "warm_fraction", *EVAL_FIELDS)
 
 
 def train_options(func):
