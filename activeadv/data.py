@@ -172,7 +172,7 @@ class Pool:
     def load(self, ids: np.ndarray | Sequence[int]) -> torch.Tensor:
         """Inputs for ``ids`` as float32 in ``clip_range``: (N, *input_shape)."""
         ids = np.asarray(ids, dtype=np.int64)
-        return self._load_positions(self.positions(ids), ids)
+        return canonical(self._load_positions(self.positions(ids), ids))
 
     def batches(self, ids: np.ndarray | Sequence[int], batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
         """``(ids_chunk, inputs)`` batch by batch, so that only one batch is in memory at a time.
@@ -191,6 +191,31 @@ class Pool:
 
     def _raw_bytes(self, position: int) -> bytes:  # pragma: no cover
         raise NotImplementedError
+
+
+def canonical(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in one fixed memory layout: channels-last for image batches, row-major otherwise.
+
+    Why one: torch reads the layout from the strides, and a size-1 channel
+    axis can carry either (an (N, H, W) array made (N, 1, H, W) by
+    ``a[:, None]`` looks channels-last; its pickled copy in a ``simulate
+    --jobs`` worker looks row-major), so the same seeded run took different
+    convolution kernels, and got different models, depending on how the
+    pool's array was built.  Why channels-last: the CNN's forward+backward on
+    CPU is 1.2x (64 RGB images) to 1.55x (256 MNIST digits) faster on it, and
+    a folder pool of digits, row-major before, ranks 16% faster
+    (docs/benchmarks.md, "Memory layout").  A view when ``x`` already has the
+    layout's memory order, else a copy.
+    """
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+        return x.as_strided(x.shape, _channels_last_strides(x.shape))  # fixes the strides of size-1 axes
+    return x.contiguous().view(x.shape) if x.dim() else x
+
+
+def _channels_last_strides(shape: Sequence[int]) -> tuple[int, int, int, int]:
+    n, c, h, w = (max(int(v), 1) for v in shape)
+    return (h * w * c, 1, w * c, c)
 
 
 class ArrayPool(Pool):

@@ -97,17 +97,25 @@ def held_out_split(dataset: Dataset, fraction: float = 0.2, seed: int = 0) -> tu
 def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
              on_point: Callable[[CurvePoint, dict[str, float]], None] | None = None,
              done: Sequence[tuple[CurvePoint, dict[str, float]]] = (),
-             execution: Execution = Execution()) -> SimulationResult:
+             execution: Execution = Execution(), jobs: int = 1) -> SimulationResult:
     """Run every strategy on every seed; returns all curve points and the target accuracy.
 
     ``execution``: where each round trains and scores the pool (``--executor``);
-    not part of ``cfg``, since it changes how fast, not what is measured.
+    ``jobs``: curves run side by side in that many worker processes (each
+    with its share of the torch threads, or its own CUDA context).  Neither is
+    part of ``cfg``: they change how fast, not what is measured; a curve's
+    points do not depend on which process ran it.
 
     ``done``: ``(point, {phase: seconds})`` of an earlier, interrupted run with
     the same settings; each (strategy, seed) curve complete there is taken as
     it is (timings included), not rerun.  ``on_point`` gets each new point
-    with its phase timings as it arrives.
+    with its phase timings as it arrives (with ``jobs`` > 1: a curve's points
+    when the curve is complete).
     """
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if jobs > 1 and execution.on_ray:
+        raise ConfigError("--jobs runs curves in local processes; with --executor ray use --ray-workers")
     pool, test = held_out_split(dataset)
     if not pool.has_targets:
         raise ConfigError("simulation needs known labels for the pool")
@@ -124,31 +132,119 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
                                     replace(cfg.train, unlabeled="none", warm_start=False), progress=progress)
         reference = evaluate(model, test, replace(cfg.train, epsilon=0.0)).accuracy
         target = 0.95 * reference
-    points: list[CurvePoint] = []
-    seconds: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    curves: dict[tuple[int, str], list[tuple[CurvePoint, dict[str, float]]]] = {}
     bar = progress_bar(progress, total=len(cfg.seeds) * len(cfg.strategies) * rounds, desc="simulate",
                        unit="round")
+    pending = []
     for seed in cfg.seeds:
-        initial = np.sort(np.random.default_rng(seed).choice(pool.ids, cfg.initial, replace=False))
         for name in cfg.strategies:
             if (name, seed) in finished:
-                points.extend(finished[(name, seed)])
-                for p in finished[(name, seed)]:
-                    for phase, sec in earlier.get((p.strategy, p.seed, p.round), {}).items():
-                        seconds[name][phase].append(sec)
+                curves[(seed, name)] = [(p, earlier.get((p.strategy, p.seed, p.round), {}))
+                                        for p in finished[(name, seed)]]
                 bar.update(rounds)
-                continue
-            for point, phases in _run_curve(pool, test, name, seed, initial, cfg, rounds, execution):
-                points.append(point)
-                for phase, sec in phases.items():
-                    seconds[name][phase].append(sec)
-                if on_point:
-                    on_point(point, phases)
-                bar.set_postfix(strategy=name, seed=seed, labels=point.labels, acc=f"{point.accuracy:.3f}")
-                bar.update(1)
+            else:
+                pending.append((seed, name))
+
+    def arrived(key: tuple[int, str], curve: list[tuple[CurvePoint, dict[str, float]]]) -> None:
+        curves.setdefault(key, []).extend(curve)
+        for point, phases in curve:
+            if on_point:
+                on_point(point, phases)
+            bar.set_postfix(strategy=point.strategy, seed=point.seed, labels=point.labels,
+                            acc=f"{point.accuracy:.3f}")
+            bar.update(1)
+
+    if jobs == 1 or len(pending) <= 1:
+        for seed, name in pending:
+            for item in _run_curve(pool, test, name, seed, _initial_set(pool, cfg, seed), cfg, rounds, execution):
+                arrived((seed, name), [item])
+    else:
+        _run_curves_in_processes(pool, test, cfg, rounds, pending, min(jobs, len(pending)), arrived)
     bar.close()
+    # the order of a sequential run, whichever process finished first
+    order = {(seed, name): i for i, (seed, name) in enumerate((s, n) for s in cfg.seeds for n in cfg.strategies)}
+    points: list[CurvePoint] = []
+    seconds: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for key in sorted(curves, key=order.__getitem__):
+        for point, phases in curves[key]:
+            points.append(point)
+            for phase, sec in phases.items():
+                seconds[point.strategy][phase].append(sec)
     phase_means = {s: {p: float(np.mean(v)) for p, v in phases.items()} for s, phases in seconds.items()}
     return SimulationResult(dataset.spec, cfg, points, reference, float(target), phase_means)
+
+
+def _initial_set(pool: Pool, cfg: SimulationConfig, seed: int) -> np.ndarray:
+    """A seed's random initial labels: the same for every strategy of that seed."""
+    return np.sort(np.random.default_rng(seed).choice(pool.ids, cfg.initial, replace=False))
+
+
+# what each worker process of ``_run_curves_in_processes`` holds: the pools, the settings, the number of rounds
+# and the queue its points go back on
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(pool: Pool, test: Pool, cfg: SimulationConfig, rounds: int, threads: int, points: Any) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(pool=pool, test=test, cfg=cfg, rounds=rounds, points=points)
+
+
+def _curve_in_worker(seed: int, name: str) -> None:
+    w = _WORKER
+    for item in _run_curve(w["pool"], w["test"], name, seed, _initial_set(w["pool"], w["cfg"], seed), w["cfg"],
+                           w["rounds"], Execution()):
+        w["points"].put(((seed, name), item))
+
+
+def _run_curves_in_processes(pool: Pool, test: Pool, cfg: SimulationConfig, rounds: int,
+                             pending: list[tuple[int, str]], jobs: int,
+                             arrived: Callable[[tuple[int, str], list[tuple[CurvePoint, dict[str, float]]]], None]
+                             ) -> None:
+    """Run the ``pending`` (seed, strategy) curves in ``jobs`` spawned processes; ``arrived`` gets each point as
+    its round ends (so the log keeps every finished round of a run stopped at a deadline).
+
+    Spawned, not forked: a fork of a process that has started torch's thread
+    pools or CUDA can deadlock.  The pools travel once per worker (its
+    initializer), not once per curve.  The torch threads of this process are
+    shared out, so N workers do not oversubscribe the cores.
+    """
+    import multiprocessing
+    import queue as queues
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    context = multiprocessing.get_context("spawn")
+    points = context.Queue()
+
+    received = 0
+
+    def drain(timeout: float) -> bool:
+        nonlocal received
+        try:
+            key, item = points.get(timeout=timeout)
+        except queues.Empty:
+            return False
+        received += 1
+        arrived(key, [item])
+        return True
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
+                             initargs=(pool, test, cfg, rounds, threads, points)) as executor:
+        running = [executor.submit(_curve_in_worker, seed, name) for seed, name in pending]
+        try:
+            while running:
+                drain(0.2)
+                for future in [f for f in running if f.done()]:
+                    running.remove(future)
+                    future.result()  # a worker's error (ConfigError, ...) is this run's error
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+    # the workers have exited, their queue writes flushed: take what is still in the pipe (every curve has
+    # ``rounds`` points; the timeout only guards against waiting forever on a lost one)
+    while received < len(pending) * rounds and drain(30.0):
+        pass
 
 
 def _complete_curves(points: Sequence[CurvePoint], rounds: int) -> dict[tuple[str, int], list[CurvePoint]]:

@@ -289,8 +289,8 @@ def augment(x: torch.Tensor, max_shift: int, generator: torch.Generator | None =
     rows = (torch.arange(h, device=x.device)[None, :] - shifts[:, :1]).clamp(0, h - 1)  # (N, H)
     cols = (torch.arange(w, device=x.device)[None, :] - shifts[:, 1:]).clamp(0, w - 1)  # (N, W)
     batch = torch.arange(n, device=x.device)[:, None, None]
-    out = x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous()
+    out = x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C) in memory
+    return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)  # no copy: the pools' layout
 
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# The GPU figures of docs/results.md and docs/benchmarks.md in one call on a lent GPU machine (about 8 minutes):
-#   1. a smoke run of the CUDA path (digits: VAT, cosine schedule, dfal and dfal+kcenter on the GPU);
-#   2. one MNIST round by phase (`bench round`, default training and VAT) on the GPU, with the same round on
-#      2 CPU cores of the same machine beside it (taskset: cores the GPU jobs do not use);
-#   3. whole-pool scoring rate (`bench rank`, dfal fast and exact) on the GPU and on 2 CPU cores;
-#   4. the MNIST study of issue 9 (20 random labels + 40 a round to 300, 3 seeds, VAT with a cosine schedule,
-#      dfal / dfal+kcenter / entropy / random, one process per curve group sharing the GPU) and the same
-#      strategies with labels only, plus single trainings on 300 random labels (scripts/train_probe.py);
-#      each process logs its points as they come (points.jsonl), so a deadline keeps every finished round.
-# Usage: MNIST=DIR OUT=DIR bash scripts/gpu_check.sh    (TOTAL=seconds for the whole script, default 500;
-#        STEPS=optimizer steps per VAT training, default 2000)
+# The GPU checks of docs/results.md and docs/benchmarks.md, one call on a lent GPU machine (within 8 minutes).
+#   MODE=bench: one MNIST round by phase (`bench round`, default training and VAT) and whole-pool scoring
+#     (`bench rank`, dfal fast and exact) on the GPU, with the same on 2 CPU cores of the machine beside them;
+#   MODE=study (default): the MNIST study of issue 9 on the GPU: 20 random labels + 40 a round to 300, VAT on the
+#     pool with augmentation and STEPS steps a round, dfal on 3 seeds and random on 1, as 4 processes
+#     (`simulate --jobs`); the single trainings behind its settings are `scripts/train_probe.py --device cuda`.
+# Both start with a smoke run of the CUDA path (digits: VAT, dfal and dfal+kcenter on the GPU).
+# Measured on an H200 (2026-11-26): one process trains at ~15 ms a VAT step whatever the batch (the GPU waits on
+# Python's kernel launches), 2-3 processes side by side each keep that pace, 16 starve each other (on 14 cores);
+# hence 4 processes here.  Every simulate point is logged as its round ends (points.jsonl), so a deadline keeps
+# every finished round.
+# Usage: MNIST=DIR OUT=DIR [MODE=study|bench] [TOTAL=seconds, default 480] [STEPS=3000] bash scripts/gpu_check.sh
 set -u
 MNIST=${MNIST:-.devdata/mnist}
 OUT=${OUT:-runs/gpu}
-TOTAL=${TOTAL:-500}
-STEPS=${STEPS:-2000}
+TOTAL=${TOTAL:-480}
+STEPS=${STEPS:-3000}
+MODE=${MODE:-study}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
 AA="python3 -m activeadv"
@@ -39,7 +41,8 @@ rc=$?
 say "smoke rc=$rc"
 if [ "$rc" != 0 ]; then tail -30 "$LOG"; tar -czf "$OUT/gpu_runs.tgz" -C "$R" .; exit 1; fi
 
-# 2 + 3. CPU baselines on 2 cores in the background, GPU benches in the foreground
+if [ "$MODE" = bench ]; then
+# CPU baselines on 2 cores in the background, GPU benches in the foreground
 (
   taskset -c "$CPU_CORES" $AA bench round --dataset "idx:$MNIST" --rounds 2 --strategy dfal --threads 2 --device cpu \
       --json -q >"$R/bench_round_cpu_default.json" 2>>"$LOG"
@@ -63,36 +66,23 @@ taskset -c "$GPU_CORES" $AA bench rank --dataset "idx:$MNIST" --device cuda --ex
     >"$R/bench_rank_gpu_exact.json" 2>>"$LOG"
 say "gpu benches done"
 
-# 4. the study, one process per (setting, seed), all sharing the GPU, under one deadline
-DEADLINE=$((TOTAL - SECONDS - 40))
-say "study deadline ${DEADLINE}s"
-common=(--dataset "idx:$MNIST" --initial 20 --query-size 40 --budget 300 --seeds 1 --subsample 10000
-        --target-accuracy 0.99 --device cuda -q)
-vat=(--unlabeled vat --unlabeled-steps "$STEPS" --lr-schedule cosine --no-augment)
-pids=()
-for seed in 0 1 2; do
-  for strat in dfal dfal+kcenter entropy random; do
-    timeout "$DEADLINE" taskset -c "$GPU_CORES" $AA simulate --strategies "$strat" --seed "$seed" "${common[@]}" \
-        "${vat[@]}" --out "$R/vat/$strat-$seed" >>"$LOG" 2>&1 &
-    pids+=($!)
-  done
-  timeout "$DEADLINE" taskset -c "$GPU_CORES" $AA simulate --strategies dfal,random,entropy --seed "$seed" \
-      "${common[@]}" --out "$R/none/$seed" >>"$LOG" 2>&1 &
-  pids+=($!)
-done
-timeout "$DEADLINE" taskset -c "$GPU_CORES" python3 scripts/train_probe.py --dataset "idx:$MNIST" --labels 300 \
-    --device cuda \
-    "{\"unlabeled\": \"vat\", \"unlabeled_min_steps\": $STEPS, \"augment\": false}" \
-    "{\"unlabeled\": \"vat\", \"unlabeled_min_steps\": $STEPS, \"augment\": false, \"lr_schedule\": \"cosine\"}" \
-    "{\"unlabeled\": \"vat\", \"unlabeled_min_steps\": $((STEPS * 2)), \"augment\": false, \"lr_schedule\": \"cosine\"}" \
-    "{\"unlabeled\": \"vat\", \"unlabeled_min_steps\": $STEPS, \"augment\": true, \"lr_schedule\": \"cosine\"}" \
-    "{\"unlabeled\": \"vat\", \"unlabeled_min_steps\": $STEPS, \"unlabeled_batch_size\": 256, \"augment\": false, \"lr_schedule\": \"cosine\"}" \
-    >"$R/probe300.txt" 2>>"$LOG" &
-pids+=($!)
-sleep 60; say "$(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader)"
-for p in "${pids[@]}"; do wait "$p"; done
-say "study done (or stopped at its deadline)"
-while kill -0 "$CPU_BENCH" 2>/dev/null && [ "$SECONDS" -lt $((TOTAL + 20)) ]; do sleep 2; done
+while kill -0 "$CPU_BENCH" 2>/dev/null && [ "$SECONDS" -lt "$TOTAL" ]; do sleep 2; done
 pkill -f "device cpu" && say "cpu benches stopped at the deadline" || say "cpu benches done"
+else
+# the study, under one deadline
+DEADLINE=$((TOTAL - SECONDS - 30))
+say "study deadline ${DEADLINE}s"
+common=(--dataset "idx:$MNIST" --initial 20 --query-size 40 --budget 300 --subsample 10000 --target-accuracy 0.99
+        --device cuda -q --unlabeled vat --unlabeled-steps "$STEPS" --unlabeled-batch-size 256 --augment)
+timeout "$DEADLINE" $AA simulate --strategies dfal --seeds 3 --jobs 3 "${common[@]}" --out "$R/vat-dfal" \
+    >>"$LOG" 2>&1 &
+study=$!
+timeout "$DEADLINE" $AA simulate --strategies random --seeds 1 "${common[@]}" --out "$R/vat-random" >>"$LOG" 2>&1 &
+random=$!
+sleep 90; say "$(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader)"
+wait "$study" "$random"
+pkill -f "multiprocessing.spawn" || true  # workers of a simulate stopped at the deadline
+say "study done (or stopped at its deadline)"
+fi
 tar -czf "$OUT/gpu_runs.tgz" -C "$R" . && rm -rf "$R"
 say "packed"

@@ -50,6 +50,7 @@ class SimulatePlan:
     stop_threshold: float = 0.99
     device: str = "auto"
     execution: Execution = field(default_factory=Execution)  # where rounds train and score (--executor)
+    jobs: int = 1  # curves side by side in this many local processes
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ def simulate(plan: SimulatePlan, out_dir: Path, *, database_url: str | None = No
     if database_url is not None:
         Workspace(database_url).store.close()  # opens (schema checked) and closes
     done, log_point = point_log(out_dir, cfg, resume=resume)
-    result = run_simulation(data, cfg, progress=progress, on_point=log_point, done=done, execution=plan.execution)
+    result = run_simulation(data, cfg, progress=progress, on_point=log_point, done=done, execution=plan.execution,
+                            jobs=plan.jobs)
     summary = write_outputs(result, out_dir)
     files = [out_dir / name for name in ("curves.csv", "robustness.csv", "summary.json", "learning_curves.png")
              if name != "robustness.csv" or any(p.robustness for p in result.points)]

@@ -51,6 +51,9 @@ from activeadv.cli.common import (
 @train_options
 @device_option
 @executor_options
+@click.option("--jobs", type=COUNT, default=1, show_default=True,
+              help="Run curves (strategy x seed) side by side in this many processes, each with its share of the "
+                   "torch threads; on a GPU, 2-4 processes keep it busier than one (docs/results.md).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/simulate"),
               show_default=True, help="Folder for curves.csv, summary.json, learning_curves.png.")
 @db_option
@@ -59,7 +62,7 @@ from activeadv.cli.common import (
 def simulate_command(dataset: str, classes: str | None, strategies: str, initial: int, query_size: int,
                      budget: int, seeds: int, seed: int, subsample: int | None, dfal_add_adversarial: bool,
                      dfal_mode: str, target_accuracy: float | None, oracle_error: float, stop_window: int,
-                     stop_threshold: float, resume: bool, device: str, execution: Any, out_dir: Path,
+                     stop_threshold: float, resume: bool, device: str, execution: Any, jobs: int, out_dir: Path,
                      database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Compare selection strategies by simulation: hidden labels revealed on request.
 
@@ -81,7 +84,7 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
                         train=pop_train_values(train_kwargs), classes=parse_csv_list(classes) if classes else None,
                         subsample=subsample, dfal_add_adversarial=dfal_add_adversarial, dfal_mode=dfal_mode,
                         target_accuracy=target_accuracy, oracle_error=oracle_error, stop_window=stop_window,
-                        stop_threshold=stop_threshold, device=device, execution=execution)
+                        stop_threshold=stop_threshold, device=device, execution=execution, jobs=jobs)
     res = simulate(plan, out_dir, database_url=database_url, resume=resume, progress=not quiet)
     if as_json:
         echo_json(res.summary)

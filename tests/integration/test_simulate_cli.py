@@ -116,3 +116,33 @@ def test_simulate_resume_keeps_finished_curves_and_refuses_other_settings(tmp_pa
     assert len([r for r in rows if r["strategy"] == "entropy"]) == 2  # the missing curve was run
     other = CliRunner().invoke(cli, [*base, "--strategies", "random", "--resume", "--lr", "0.01"])
     assert other.exit_code != 0 and "other settings" in other.output
+
+
+@pytest.mark.slow
+def test_simulate_jobs_runs_curves_in_processes_with_the_same_points(tmp_path):
+    """--jobs 2 spreads (strategy, seed) curves over two spawned processes: the same points as one process (both
+    at one torch thread: a process's share of threads is part of what decides its floating point), every curve
+    logged for --resume, and the rows in the order of a sequential run."""
+    base = [sys.executable, "-m", "activeadv", "simulate", "--dataset", "digits", "--strategies", "random,dfal",
+            "--initial", "20", "--query-size", "10", "--budget", "40", "--seeds", "2", "--target-accuracy", "0.5",
+            *FAST]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    outs = {}
+    for jobs in (1, 2):
+        outs[jobs] = tmp_path / f"jobs{jobs}"
+        proc = subprocess.run([*base, "--jobs", str(jobs), "--out", str(outs[jobs])], capture_output=True,
+                              text=True, timeout=900, env=env)
+        assert proc.returncode == 0, proc.stderr
+    one, two = ((outs[j] / "curves.csv").read_text() for j in (1, 2))
+    assert one == two
+    logged = [json.loads(line) for line in (outs[2] / "points.jsonl").read_text().splitlines()[1:]]
+    assert sorted((p["strategy"], p["seed"], p["round"]) for p in logged) == sorted(
+        (s, seed, r) for s in ("random", "dfal") for seed in (0, 1) for r in range(3))
+
+
+def test_simulate_jobs_refuses_ray_and_zero(tmp_path):
+    base = ["simulate", "--dataset", "digits", "--budget", "30", "--seeds", "1", "--out", str(tmp_path), *FAST]
+    zero = CliRunner().invoke(cli, [*base, "--jobs", "0"])
+    assert zero.exit_code != 0 and "--jobs" in zero.output
+    ray = CliRunner().invoke(cli, [*base, "--jobs", "2", "--executor", "ray"])
+    assert ray.exit_code == 1 and "--ray-workers" in ray.output and "Traceback" not in ray.output

@@ -203,3 +203,29 @@ def test_stream_is_one_pass_over_the_ids_in_batches():
     assert [list(ids) for ids, _ in batches] == [[109, 100, 105], [101, 102, 108], [103]]
     np.testing.assert_array_equal(np.concatenate([x.numpy() for _, x in batches]), pool.load(order).numpy())
     assert list(stream(pool, [], 3)) == []
+
+
+def test_loaded_batches_have_one_layout_however_the_array_was_built():
+    """An (N, H, W) array becomes (N, 1, H, W) through a[:, None], whose size-1 channel axis torch reads as
+    channels-last, and its pickled copy as row-major; loads always come back channels-last with the same strides,
+    so the copy trains the same model; feature vectors stay row-major."""
+    import pickle
+
+    import torch
+
+    from activeadv.data import ArrayPool
+
+    images = np.random.default_rng(0).random((10, 8, 8), dtype=np.float32)
+    pool = ArrayPool(images, ["a", "b"])
+    copy = pickle.loads(pickle.dumps(pool))
+    for p in (pool, copy):
+        x = p.load(p.ids[:4])
+        assert x.shape == (4, 1, 8, 8) and x.stride() == (64, 1, 8, 1)
+    assert torch.equal(pool.load(pool.ids), copy.load(copy.ids))
+    uint8 = ArrayPool((images * 255).astype(np.uint8), ["a", "b"])
+    assert uint8.load(uint8.ids[:3]).stride() == (64, 1, 8, 1)
+    rgb = ArrayPool(np.random.default_rng(0).random((5, 3, 4, 4), dtype=np.float32), ["a", "b"])
+    x = rgb.load(rgb.ids)
+    assert x.is_contiguous(memory_format=torch.channels_last) and torch.equal(x, torch.from_numpy(rgb._array))
+    vectors = ArrayPool(np.random.default_rng(0).random((5, 7), dtype=np.float32), ["a", "b"])
+    assert vectors.load(vectors.ids).stride() == (7, 1)

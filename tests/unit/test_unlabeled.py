@@ -93,6 +93,7 @@ def test_augment_keeps_shape_and_range_and_shifts_whole_pixels():
     g = torch.Generator().manual_seed(0)
     out = augment(x, 2, g)
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert out.is_contiguous(memory_format=torch.channels_last)  # the layout the pools load (data.canonical)
     moved = 0
     for a, b in zip(x, out):  # each image is its original moved by (dy, dx) with |dy|, |dx| <= 2
         found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
