@@ -19,7 +19,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -476,6 +476,25 @@ def settings_of(cfg: SimulationConfig) -> dict[str, Any]:
             "train": cfg.train.to_dict()}
 
 
+# settings renamed since logs were first written: old name -> today's
+RENAMED_SETTINGS = {"candidates": "subsample"}
+
+
+def normalized_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A log's settings in today's names, with today's default for every training option it predates.
+
+    So ``--resume`` (and scripts/merge_runs.py) accept a log written before
+    an option existed, when the run did not use it: the default is what that
+    older version did.  Training keys no longer known are dropped.
+    """
+    out = {RENAMED_SETTINGS.get(k, k): v for k, v in settings.items()}
+    known = {f.name for f in fields(TrainConfig)}
+    train = TrainConfig().to_dict()
+    train.update({k: v for k, v in out.get("train", {}).items() if k in known})
+    out["train"] = json.loads(json.dumps(train))
+    return out
+
+
 def point_log(out_dir: Path, cfg: SimulationConfig, *, resume: bool
               ) -> tuple[list[tuple[CurvePoint, dict[str, float]]], Callable[[CurvePoint, dict[str, float]], None]]:
     """``(points already logged, append)`` for ``out_dir/points.jsonl``.
@@ -492,7 +511,7 @@ def point_log(out_dir: Path, cfg: SimulationConfig, *, resume: bool
         lines = path.read_text().splitlines()
         try:
             header = json.loads(lines[0]) if lines else {}
-            if header.get("settings") != settings:
+            if normalized_settings(header.get("settings", {})) != normalized_settings(settings):
                 raise ConfigError(f"{path} was written with other settings: --resume needs the same options "
                                   "(or a new --out)")
             for line in lines[1:]:

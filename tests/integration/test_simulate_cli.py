@@ -146,3 +146,25 @@ def test_simulate_jobs_refuses_ray_and_zero(tmp_path):
     assert zero.exit_code != 0 and "--jobs" in zero.output
     ray = CliRunner().invoke(cli, [*base, "--jobs", "2", "--executor", "ray"])
     assert ray.exit_code == 1 and "--ray-workers" in ray.output and "Traceback" not in ray.output
+
+
+def test_simulate_resume_reads_a_log_written_before_an_option_existed(tmp_path):
+    """A log from an older version (no lr_schedule or eval_* keys, `candidates` for `subsample`) is the same run
+    when those options are at their defaults: its curves are kept; a changed option is still refused."""
+    out = tmp_path / "run"
+    base = ["simulate", "--dataset", "digits", "--initial", "20", "--query-size", "10", "--budget", "30", "--seeds",
+            "1", "--target-accuracy", "0.5", "--strategies", "random", "--out", str(out), *FAST]
+    assert CliRunner().invoke(cli, base, catch_exceptions=False).exit_code == 0
+    lines = (out / "points.jsonl").read_text().splitlines()
+    header = json.loads(lines[0])
+    settings = header["settings"]
+    settings["candidates"] = settings.pop("subsample")
+    for key in [k for k in settings["train"] if k == "lr_schedule" or k.startswith("eval_")]:
+        del settings["train"][key]
+    marked = [json.dumps({**json.loads(line), "accuracy": 0.123456}) for line in lines[1:]]
+    (out / "points.jsonl").write_text("\n".join([json.dumps(header), *marked]) + "\n")
+    again = CliRunner().invoke(cli, [*base, "--resume"], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert {r["accuracy"] for r in csv.DictReader(open(out / "curves.csv"))} == {"0.123456"}
+    other = CliRunner().invoke(cli, [*base, "--resume", "--lr-schedule", "cosine"])
+    assert other.exit_code != 0 and "other settings" in other.output
