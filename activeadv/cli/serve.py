@@ -34,6 +34,9 @@ state_dir_option = click.option(
 @click.option("--port", type=click.IntRange(1, 65535), default=9090, show_default=True, help="Port.")
 @click.option("--min-new-labels", type=COUNT, default=None,
               help="Run a round after this many new labels [default: --query-size].")
+@click.option("--seed-round", type=COUNT, default=None,
+              help="A project with no round yet starts with a seed round of this many random items sent to Label "
+                   "Studio [default: wait for `activeadv round`].")
 @click.option("--strategy", default="dfal", show_default=True, help="Selection strategy of the rounds it runs.")
 @click.option("--query-size", type=COUNT, default=20, show_default=True, help="Items each round sends.")
 @device_option
@@ -53,7 +56,8 @@ state_dir_option = click.option(
 @json_option
 @click.pass_context
 def serve_group(ctx: click.Context, project_name: str | None, database_url: str | None, host: str, port: int,
-                min_new_labels: int | None, strategy: str, query_size: int, device: str, execution: Any,
+                min_new_labels: int | None, seed_round: int | None, strategy: str, query_size: int, device: str,
+                execution: Any,
                 checkpoint_dir: Path | None,
                 retry_seconds: float, register: bool, public_url: str | None, detach: bool, state_dir: Path | None,
                 as_json: bool) -> None:
@@ -69,7 +73,8 @@ def serve_group(ctx: click.Context, project_name: str | None, database_url: str 
     from activeadv.service import ServiceConfig, daemon
 
     cfg = ServiceConfig(database_url=database_url, project=project_name, host=host, port=port,
-                        min_new_labels=min_new_labels, strategy=strategy, query_size=query_size, device=device,
+                        min_new_labels=min_new_labels, seed_round=seed_round, strategy=strategy,
+                        query_size=query_size, device=device,
                         checkpoint_dir=checkpoint_dir, retry_seconds=retry_seconds, execution=execution)
     url = (public_url or cfg.url).rstrip("/")
 
@@ -87,6 +92,7 @@ def serve_group(ctx: click.Context, project_name: str | None, database_url: str 
         argv += [] if project_name is None else ["--project", project_name]
         argv += [] if database_url is None else ["--db", database_url]
         argv += [] if min_new_labels is None else ["--min-new-labels", str(min_new_labels)]
+        argv += [] if seed_round is None else ["--seed-round", str(seed_round)]
         argv += [] if checkpoint_dir is None else ["--checkpoint-dir", str(Path(checkpoint_dir).resolve())]
         argv += ["--executor", execution.executor, "--ray-workers", str(execution.ray_workers),
                  "--train-workers", str(execution.train_workers)]

@@ -21,6 +21,7 @@ class ServiceConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     min_new_labels: int | None = None  # [the round's query size]
+    seed_round: int | None = None  # a project without rounds starts with this many random items; None: a person's
     strategy: str = "dfal"
     query_size: int = 20
     device: str = "auto"

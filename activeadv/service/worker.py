@@ -59,6 +59,7 @@ class Worker:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="activeadv-serve-worker", daemon=True)
         self._thread.start()
+        self.wake()  # the first step now (catch up, a seed round), not after a retry interval
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
@@ -134,8 +135,8 @@ class Worker:
         store = self.ws.store
         if store.unfinished_round(project.id) is not None:
             return True
-        if not store.rounds(project.id):
-            return False  # the seed round is a person's decision (`activeadv round`)
+        if not store.rounds(project.id):  # the seed round: --seed-round N, else a person's `activeadv round`
+            return self.cfg.seed_round is not None
         status = store.status(project.id)
         new = loop.new_labels(store, project, status)
         target = self.cfg.min_new_labels or self.cfg.query_size
@@ -144,7 +145,8 @@ class Worker:
     def _round(self) -> None:
         from activeadv.app.rounds import RoundPlan, run_round
 
-        plan = RoundPlan(strategy=self.cfg.strategy, query_size=self.cfg.query_size, oracle="labelstudio",
+        plan = RoundPlan(strategy=self.cfg.strategy, query_size=self.cfg.query_size, initial=self.cfg.seed_round,
+                         oracle="labelstudio",
                          device=self.cfg.device, checkpoint_dir=self.cfg.checkpoint_dir,
                          train_overrides=dict(self.cfg.train_overrides), execution=self.cfg.execution)
         self.state.busy = "round"

@@ -42,14 +42,16 @@ def run(*args: str, ok: bool = True):
 class Running:
     """One service in a thread; ``stop()`` is a clean uvicorn shutdown (the worker's step in flight finishes)."""
 
-    def __init__(self, *, run_worker: bool = True, min_new_labels: int | None = 4, port: int | None = None) -> None:
+    def __init__(self, *, run_worker: bool = True, min_new_labels: int | None = 4, port: int | None = None,
+                 seed_round: int | None = None) -> None:
         import uvicorn
 
         from activeadv.service import ServiceConfig
         from activeadv.service.http import build_service, create_app
 
         self.port = port or free_port()
-        self.cfg = ServiceConfig(port=self.port, min_new_labels=min_new_labels, strategy="entropy", query_size=4,
+        self.cfg = ServiceConfig(port=self.port, min_new_labels=min_new_labels, seed_round=seed_round,
+                                 strategy="entropy", query_size=4,
                                  device="cpu", train_overrides=dict(FAST), retry_seconds=1.0)
         self.service = build_service(self.cfg, SECRET)
         self.url = self.cfg.url
@@ -278,6 +280,39 @@ def test_a_round_killed_before_its_push_is_finished_by_the_service(seeded):
             assert [r.number for r in s.rounds(s.get_project().id)] == [0, 1]  # resumed, not a new round
     finally:
         running.stop()
+
+
+def test_a_project_without_rounds_waits_or_gets_its_seed_round_from_the_service(cli_env):
+    """Without --seed-round the service leaves the first round to a person; with it, the service sends that many
+    random items to Label Studio by itself (round 0), and only once."""
+    from activeadv.store import Store
+
+    run("init", "fresh", "--dataset", "digits", "--label-studio", URL, "-q")  # type: ignore[arg-type]
+    with Store.open(os.environ["ACTIVEADV_DATABASE_URL"]) as s:
+        ls_pid = int(s.get_project().ls_project_id)  # type: ignore[arg-type]
+    client = L.connect(URL, TOKEN)  # type: ignore[arg-type]
+    try:
+        waiting = Running()
+        try:
+            wait_for(lambda: waiting.service.worker.state.history, 30, every=0.2)  # its first step ran
+            assert client.project_counts(ls_pid)["tasks"] == 0
+            with store() as s:
+                assert s.rounds(s.get_project().id) == []
+        finally:
+            waiting.stop()
+        seeding = Running(seed_round=6)
+        try:
+            wait_for(lambda: client.project_counts(ls_pid)["tasks"] == 6, 120, every=0.5)
+            with store() as s:
+                wait_for(lambda: s.unfinished_round(s.get_project().id) is None, 30)
+                assert [r.number for r in s.rounds(s.get_project().id)] == [0]
+            seeding.service.worker.wake()
+            time.sleep(2)  # another step: the seed round is not repeated
+            assert client.project_counts(ls_pid)["tasks"] == 6
+        finally:
+            seeding.stop()
+    finally:
+        client.sdk.projects.delete(ls_pid)
 
 
 # ------------------------------------------------------------------------------------- full flow
