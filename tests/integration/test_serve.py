@@ -177,6 +177,60 @@ def test_an_event_is_stored_before_acting_and_a_restart_processes_it_once(seeded
         assert len([r for r in s.label_rows(s.get_project().id, history=True) if r.item_id == item_id]) == 1
 
 
+def test_a_flood_of_deliveries_is_stored_once_each_and_synced_in_few_steps(seeded, record_property):
+    """2,000 deliveries (500 distinct changes, each delivered 4 times) from 8 threads at once: each change is
+    stored once, every one is processed, the label is in SQL, /health answers throughout, and the worker
+    needs far fewer syncs than events (wake-ups coalesce; the events wait in SQL, not in the bounded queue)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, ls_pid = seeded
+    task_id, item_id = open_tasks(client, ls_pid)[0]
+    ann = _as_dict(client.sdk.annotations.get(client.annotate(task_id, truth(item_id))))
+    payloads = [{"action": "ANNOTATION_UPDATED", "project": {"id": ls_pid},
+                 "annotation": {**ann, "updated_at": f"2026-11-26T07:{k // 60:02d}:{k % 60:02d}.000000Z"},
+                 "task": {"id": task_id, "data": {"item_id": item_id}}} for k in range(500)]
+    deliveries = [p for p in payloads for _ in range(4)]
+    running = Running(min_new_labels=10_000)  # no round: this is about events
+    health: list[int] = []
+    try:
+        with httpx.Client(timeout=60) as http:
+            def deliver(payload: dict) -> bool:
+                answer = http.post(running.url + "/webhook/labelstudio", json=payload,
+                                   headers={"X-ActiveAdv-Secret": SECRET})
+                assert answer.status_code == 200, answer.text
+                return bool(answer.json()["stored"])
+
+            flooding = threading.Event()
+            flooding.set()
+
+            def probe_health() -> None:  # a second client asking while the flood is on
+                with httpx.Client(timeout=60) as other:
+                    while flooding.is_set():
+                        health.append(other.get(running.url + "/health").status_code)
+                        time.sleep(0.1)
+
+            prober = threading.Thread(target=probe_health)
+            started = time.monotonic()
+            prober.start()
+            with ThreadPoolExecutor(8) as pool:
+                stored = list(pool.map(deliver, deliveries))
+            seconds = time.monotonic() - started
+            flooding.clear()
+            prober.join(60)
+        assert sum(stored) == 500 and health and set(health) == {200}
+        with store() as s:
+            wait_for(lambda: s.pending_events(s.get_project().id) == [], 120, every=0.5)
+            events = s.events(s.get_project().id)
+        assert len(events) == 500 and all(e.processed_at is not None for e in events)
+        assert item_id in labeled_items()
+        syncs = running.service.worker.state.syncs
+        assert 1 <= syncs < 100
+        record_property("flood_deliveries_per_s", round(len(deliveries) / seconds, 1))
+        record_property("flood_syncs", syncs)
+    finally:
+        running.stop()
+
+
 # --------------------------------------------------------------- real webhooks: labels, deletes
 def test_label_studio_webhooks_bring_labels_and_deletions_to_sql(service, seeded):
     client, ls_pid = seeded
