@@ -116,6 +116,8 @@ class TrainConfig:
     unlabeled_weight: float = 1.0
     unlabeled_batch_size: int = 64
     unlabeled_min_steps: int = 500  # the unlabeled term needs more updates than a few labels alone
+    # the unlabeled term's weight rises over this share of the steps (Laine & Aila 2017's exp(-5(1-t)^2)); 0: off
+    unlabeled_rampup: float = 0.0
     vat_epsilon: float | None = None  # L2 radius of r_adv; None: VAT_EPS_PER_DIM * sqrt(input size)
     vat_xi: float = 1e-6
     entmin: bool = False
@@ -146,7 +148,8 @@ class TrainConfig:
             raise ConfigError(f"unknown --adv '{self.adv}': use {', '.join(ADV_METHODS)}")
         if self.adv_target not in ADV_TARGETS:
             raise ConfigError(f"unknown --adv-target '{self.adv_target}': use predicted or true")
-        for name in ("epsilon", "alpha", "lr", "weight_decay", "unlabeled_weight", "warm_fraction"):
+        for name in ("epsilon", "alpha", "lr", "weight_decay", "unlabeled_weight", "warm_fraction",
+                     "unlabeled_rampup"):
             if not math.isfinite(getattr(self, name)):  # nan slips through every comparison below
                 raise ConfigError(f"--{name.replace('_', '-')} must be a number, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0:
@@ -173,6 +176,8 @@ class TrainConfig:
             raise ConfigError(f"--pseudo-threshold must be in [0, 1], got {self.pseudo_threshold}")
         if self.augment_shift is not None and self.augment_shift < 0:
             raise ConfigError(f"--augment-shift must be >= 0, got {self.augment_shift}")
+        if not 0.0 <= self.unlabeled_rampup <= 1.0:
+            raise ConfigError(f"--unlabeled-rampup must be in [0, 1], got {self.unlabeled_rampup}")
         if not 0.0 < self.warm_fraction <= 1.0:
             raise ConfigError(f"--warm-fraction must be in (0, 1], got {self.warm_fraction}")
         if self.eval_subset < 0 or self.eval_steps < 1 or self.eval_surrogates < 0:
@@ -297,13 +302,14 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
                cfg: TrainConfig, clip: attacks.Clip = (0.0, 1.0),
                generator: torch.Generator | None = None,
                x_unlabeled: torch.Tensor | None = None, source: nn.Module | None = None,
-               sync: bool = True) -> dict[str, Any]:
+               sync: bool = True, unlabeled_scale: float = 1.0) -> dict[str, Any]:
     """One update on ``alpha * CE(x, y) + (1 - alpha) * CE(x_adv, y) [+ unlabeled_weight * R(x_unlabeled)]``.
 
     ``source``: the static model that crafts this batch's ``x_adv`` (ensemble
     adversarial training), ``None`` for the model's own examples.  Returns the
     loss terms; ``unlabeled_loss`` is 0 when no unlabeled batch is given or
-    ``cfg.unlabeled == "none"``.  ``sync=False`` returns them as detached
+    ``cfg.unlabeled == "none"``; ``unlabeled_scale`` multiplies its weight
+    (the ramp-up, ``unlabeled_ramp``).  ``sync=False`` returns them as detached
     0-d tensors: reading a number off a GPU waits for its queue to drain, and
     a training loop that did so at every step would keep the GPU idle while
     Python issues the next step's kernels.
@@ -319,9 +325,10 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
         loss = cfg.alpha * clean_loss + (1 - cfg.alpha) * adv_loss
         stats["adv_loss"] = adv_loss.detach()
     stats["unlabeled_loss"] = 0.0
-    if x_unlabeled is not None and len(x_unlabeled) and cfg.unlabeled != "none" and cfg.unlabeled_weight > 0:
+    weight = cfg.unlabeled_weight * unlabeled_scale
+    if x_unlabeled is not None and len(x_unlabeled) and cfg.unlabeled != "none" and weight > 0:
         term, extra = unlabeled_term(model, x_unlabeled, cfg, clip, generator)
-        loss = loss + cfg.unlabeled_weight * term
+        loss = loss + weight * term
         stats.update(extra, unlabeled_loss=term.detach())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -388,6 +395,21 @@ def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
     if cfg.lr_schedule == "cosine" and total > 1:
         return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
     return cfg.lr
+
+
+def unlabeled_ramp(cfg: TrainConfig, step: int, total: int) -> float:
+    """The unlabeled term's share of its weight at step ``step`` of ``total``: ``exp(-5 (1 - t)^2)`` while
+    ``t = step / (unlabeled_rampup * total)`` is below 1, then 1.
+
+    Why: early in a run the model's predictions on the pool are poor, and
+    VAT then pulls the pool toward them; on few, skewed labels that spreads
+    the majority classes (docs/results.md: entropy + VAT stuck at 58-77% on
+    MNIST).  Laine & Aila (2017) ramp their consistency term in this way.
+    """
+    span = cfg.unlabeled_rampup * total
+    if span <= 0 or step >= span:
+        return 1.0
+    return math.exp(-5.0 * (1.0 - step / span) ** 2)
 
 
 def step_count(n_labeled: int, cfg: TrainConfig, *, unlabeled: bool = False, warm: bool = False) -> int:
@@ -514,7 +536,8 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
                     group["lr"] = learning_rate(cfg, step, total)
                 stats = train_step(stepped, x_batch, shard.of(y[idx]), optimizer, cfg,
                                    pool.clip_range, generator, x_unlabeled=None if x_u is None else x_u.to(device),
-                                   source=statics[turn - 1] if turn else None, sync=False)
+                                   source=statics[turn - 1] if turn else None, sync=False,
+                                   unlabeled_scale=unlabeled_ramp(cfg, step, total))
                 step += 1
                 bar.update(1)
                 if step >= total:

@@ -143,9 +143,9 @@ def eval_options(func):
 
 # the TrainConfig fields that ``train_options`` sets (same names)
 TRAIN_FIELDS = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "adv_ensemble", "epochs", "min_steps",
-                "batch_size", "lr", "lr_schedule", "unlabeled", "unlabeled_weight", "unlabeled_min_steps",
-                "unlabeled_batch_size", "vat_epsilon", "vat_xi", "entmin", "augment", "balance", "warm_start",
-                "warm_fraction", *EVAL_FIELDS)
+                "batch_size", "lr", "lr_schedule", "unlabeled", "unlabeled_weight", "unlabeled_rampup",
+                "unlabeled_min_steps", "unlabeled_batch_size", "vat_epsilon", "vat_xi", "entmin", "augment",
+                "balance", "warm_start", "warm_fraction", *EVAL_FIELDS)
 
 
 def train_options(func):
@@ -182,6 +182,9 @@ def train_options(func):
                           "sensitive direction) or FGSM on confident predictions."),
         click.option("--unlabeled-weight", type=float, default=1.0, show_default=True,
                      help="Weight of the unlabeled term."),
+        click.option("--unlabeled-rampup", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+                     help="The unlabeled term's weight rises (exp(-5(1-t)^2)) over this share of each run's steps; "
+                          "0: full weight from the first step."),
         click.option("--unlabeled-steps", "unlabeled_min_steps", type=click.IntRange(0, 2**31 - 1), default=500,
                      show_default=True, help="Fewest optimizer steps when --unlabeled is on."),
         click.option("--unlabeled-batch-size", type=COUNT, default=64, show_default=True,

@@ -246,3 +246,31 @@ def test_train_step_without_sync_returns_the_same_losses_as_tensors():
                       x_unlabeled=pool.load(pool.ids[8:]), sync=False)
     assert set(lazy) == set(synced) and all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in lazy.values())
     assert {k: float(v) for k, v in lazy.items()} == pytest.approx(synced)
+
+
+def test_unlabeled_rampup_rises_to_full_weight_and_zero_scale_drops_the_term():
+    from activeadv.errors import ConfigError
+    from activeadv.training import unlabeled_ramp
+
+    cfg = TrainConfig(unlabeled="vat", unlabeled_rampup=0.5)
+    ramp = [unlabeled_ramp(cfg, s, 100) for s in range(100)]
+    assert ramp[0] == pytest.approx(np.exp(-5)) and all(a < b for a, b in zip(ramp[:50], ramp[1:51]))
+    assert ramp[50:] == [1.0] * 50
+    assert {unlabeled_ramp(TrainConfig(unlabeled="vat"), s, 100) for s in range(100)} == {1.0}
+    with pytest.raises(ConfigError, match="rampup"):
+        TrainConfig(unlabeled_rampup=1.5)
+
+    pool = ArrayPool(np.random.default_rng(0).random((20, 1, 8, 8), dtype=np.float32), ["a", "b", "c"])
+    from activeadv.networks import build_network
+
+    x, y, x_u = pool.load(pool.ids[:8]), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]), pool.load(pool.ids[8:])
+    torch.manual_seed(0)
+    model = build_network(pool.input_shape, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    full = train_step(model, x, y, opt, TrainConfig(unlabeled="vat", adv="none"), x_unlabeled=x_u)
+    half = train_step(model, x, y, opt, TrainConfig(unlabeled="vat", adv="none"), x_unlabeled=x_u,
+                      unlabeled_scale=0.5, generator=None)
+    off = train_step(model, x, y, opt, TrainConfig(unlabeled="vat", adv="none"), x_unlabeled=x_u, unlabeled_scale=0)
+    assert off["unlabeled_loss"] == 0.0 and off["loss"] == pytest.approx(off["clean_loss"])
+    assert half["loss"] == pytest.approx(half["clean_loss"] + 0.5 * half["unlabeled_loss"], rel=1e-5)
+    assert full["loss"] == pytest.approx(full["clean_loss"] + full["unlabeled_loss"], rel=1e-5)
