@@ -179,21 +179,29 @@ def _initial_set(pool: Pool, cfg: SimulationConfig, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(pool.ids, cfg.initial, replace=False))
 
 
-# what each worker process of ``_run_curves_in_processes`` holds: the pools, the settings, the number of rounds
-# and the queue its points go back on
-_WORKER: dict[str, Any] = {}
+def _worker_main(pool: Pool, test: Pool, cfg: SimulationConfig, rounds: int, threads: int, channel: Any) -> None:
+    """One process of ``_run_curves_in_processes``: receives (seed, strategy) curves until ``None`` and sends each
+    round's point back, then ``done`` (or ``error``) for the curve."""
+    import traceback
 
-
-def _start_worker(pool: Pool, test: Pool, cfg: SimulationConfig, rounds: int, threads: int, points: Any) -> None:
     torch.set_num_threads(threads)
-    _WORKER.update(pool=pool, test=test, cfg=cfg, rounds=rounds, points=points)
-
-
-def _curve_in_worker(seed: int, name: str) -> None:
-    w = _WORKER
-    for item in _run_curve(w["pool"], w["test"], name, seed, _initial_set(w["pool"], w["cfg"], seed), w["cfg"],
-                           w["rounds"], Execution()):
-        w["points"].put(((seed, name), item))
+    try:
+        while (key := channel.recv()) is not None:
+            seed, name = key
+            try:
+                for item in _run_curve(pool, test, name, seed, _initial_set(pool, cfg, seed), cfg, rounds,
+                                       Execution()):
+                    channel.send(("point", key, item))
+            except ConfigError as exc:
+                channel.send(("error", key, str(exc)))
+                return
+            except Exception as exc:  # the parent reports it in one line; the traceback goes to this stderr
+                traceback.print_exc()
+                channel.send(("error", key, f"{type(exc).__name__}: {exc}"))
+                return
+            channel.send(("done", key, None))
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):  # Ctrl-C (the parent reports it) or the parent is gone
+        return
 
 
 def _run_curves_in_processes(pool: Pool, test: Pool, cfg: SimulationConfig, rounds: int,
@@ -204,47 +212,63 @@ def _run_curves_in_processes(pool: Pool, test: Pool, cfg: SimulationConfig, roun
     its round ends (so the log keeps every finished round of a run stopped at a deadline).
 
     Spawned, not forked: a fork of a process that has started torch's thread
-    pools or CUDA can deadlock.  The pools travel once per worker (its
-    initializer), not once per curve.  The torch threads of this process are
-    shared out, so N workers do not oversubscribe the cores.
+    pools or CUDA can deadlock.  The pools travel once per process, not once
+    per curve; each process has a pipe to this one and gets its next curve
+    when it finishes one.  The torch threads of this process are shared out,
+    so N processes do not oversubscribe the cores.  A process that dies
+    (killed, out of memory) is a one-line error, and an error or Ctrl-C here
+    stops every process: none goes on with the next curve.
     """
     import multiprocessing
-    import queue as queues
-    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing.connection import wait
 
     threads = max(1, torch.get_num_threads() // jobs)
     context = multiprocessing.get_context("spawn")
-    points = context.Queue()
-
-    received = 0
-
-    def drain(timeout: float) -> bool:
-        nonlocal received
-        try:
-            key, item = points.get(timeout=timeout)
-        except queues.Empty:
-            return False
-        received += 1
-        arrived(key, [item])
-        return True
-
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
-                             initargs=(pool, test, cfg, rounds, threads, points)) as executor:
-        running = [executor.submit(_curve_in_worker, seed, name) for seed, name in pending]
-        try:
-            while running:
-                drain(0.2)
-                for future in [f for f in running if f.done()]:
-                    running.remove(future)
-                    future.result()  # a worker's error (ConfigError, ...) is this run's error
-        except BaseException:
-            for future in running:
-                future.cancel()
-            raise
-    # the workers have exited, their queue writes flushed: take what is still in the pipe (every curve has
-    # ``rounds`` points; the timeout only guards against waiting forever on a lost one)
-    while received < len(pending) * rounds and drain(30.0):
-        pass
+    todo = list(pending)
+    workers = []
+    for i in range(jobs):
+        mine, theirs = context.Pipe()
+        proc = context.Process(target=_worker_main, args=(pool, test, cfg, rounds, threads, theirs),
+                               name=f"activeadv-simulate-{i}", daemon=True)
+        proc.start()
+        theirs.close()  # only the worker's copy stays open: its death closes the pipe
+        workers.append((proc, mine))
+    active = []  # the pipes of processes working on a curve; one told to stop is never read again
+    try:
+        for _, channel in workers:
+            if todo:
+                channel.send(todo.pop(0))
+                active.append(channel)
+            else:
+                channel.send(None)
+        finished = 0
+        while finished < len(pending):
+            for ready in wait(active):
+                channel = next(c for c in active if c is ready)
+                try:
+                    kind, key, payload = channel.recv()
+                except EOFError:
+                    raise ConfigError("a simulate worker process died (killed, or out of memory); the rounds "
+                                      "finished so far are in points.jsonl: run again with --resume") from None
+                if kind == "point":
+                    arrived(key, [payload])
+                elif kind == "done":
+                    finished += 1
+                    if todo:
+                        channel.send(todo.pop(0))
+                    else:
+                        channel.send(None)
+                        active.remove(channel)
+                else:
+                    raise ConfigError(f"{payload} (curve {key[1]}, seed {key[0]})")
+        for proc, _ in workers:
+            proc.join()
+    finally:
+        for proc, channel in workers:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+            channel.close()
 
 
 def _complete_curves(points: Sequence[CurvePoint], rounds: int) -> dict[tuple[str, int], list[CurvePoint]]:

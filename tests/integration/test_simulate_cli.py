@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -168,3 +169,32 @@ def test_simulate_resume_reads_a_log_written_before_an_option_existed(tmp_path):
     assert {r["accuracy"] for r in csv.DictReader(open(out / "curves.csv"))} == {"0.123456"}
     other = CliRunner().invoke(cli, [*base, "--resume", "--lr-schedule", "cosine"])
     assert other.exit_code != 0 and "other settings" in other.output
+
+
+@pytest.mark.slow
+def test_simulate_jobs_a_killed_worker_is_a_one_line_error_and_keeps_finished_rounds(tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "activeadv", "simulate", "--dataset", "digits", "--strategies", "random,dfal",
+           "--initial", "20", "--query-size", "10", "--budget", "400", "--seeds", "2", "--target-accuracy", "0.9",
+           "--jobs", "2", "--out", str(out), *FAST]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    log = out / "points.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.5)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"], capture_output=True,
+                             text=True).stdout.split()
+    assert workers, "no worker process found"
+    os.kill(int(workers[0]), signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "worker process died" in err and "--resume" in err and "Traceback" not in err
+    assert len(log.read_text().splitlines()) >= 3  # the rounds finished before stay logged
+    for pid in workers[1:]:  # the other worker was stopped too, not left to go on with the next curve
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "zombie" in status.read_text()
