@@ -38,7 +38,14 @@ def read_run(folder: Path) -> tuple[dict, list[CurvePoint], list[dict[str, float
             seconds.append(row.pop("seconds", {}))
             row["robustness"] = tuple(RobustnessRow(**r) for r in row.get("robustness") or ())
             points.append(CurvePoint(**row))
-    return normalized_settings(header), points, seconds
+    # a curve rerun after an interruption (--resume) logs its rounds again: the last of each round counts
+    last = {(p.strategy, p.seed, p.round): i for i, p in enumerate(points)}
+    keep = sorted(last.values())
+    settings = normalized_settings(header)
+    # the training seed of a header is the run's first --seed; each curve's models are seeded from the curve's own
+    # seed (seed * 1000 + round), so runs of other seeds are the same study
+    settings["train"].pop("seed", None)
+    return settings, [points[i] for i in keep], [seconds[i] for i in keep]
 
 
 def main() -> int:
@@ -71,7 +78,7 @@ def main() -> int:
             for phase, value in sec.items():
                 phases[point.strategy][phase].append(value)
     assert settings is not None
-    train = TrainConfig(**settings["train"])
+    train = TrainConfig(**settings["train"], seed=min(p.seed for p in points))
     cfg = SimulationConfig(strategies=tuple(dict.fromkeys(p.strategy for p in points)),
                            initial=settings["initial"], query_size=settings["query_size"], budget=settings["budget"],
                            seeds=tuple(sorted({p.seed for p in points})), subsample=settings.get("subsample"),
