@@ -224,7 +224,7 @@ def test_a_flood_of_deliveries_is_stored_once_each_and_synced_in_few_steps(seede
         assert len(events) == 500 and all(e.processed_at is not None for e in events)
         assert item_id in labeled_items()
         syncs = running.service.worker.state.syncs
-        assert 1 <= syncs < 100
+        assert 0 < syncs < 100
         record_property("flood_deliveries_per_s", round(len(deliveries) / seconds, 1))
         record_property("flood_syncs", syncs)
     finally:
