@@ -109,8 +109,7 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
     ``done``: ``(point, {phase: seconds})`` of an earlier, interrupted run with
     the same settings; each (strategy, seed) curve complete there is taken as
     it is (timings included), not rerun.  ``on_point`` gets each new point
-    with its phase timings as it arrives (with ``jobs`` > 1: a curve's points
-    when the curve is complete).
+    with its phase timings as its round ends, in whichever process.
     """
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
@@ -145,19 +144,18 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
             else:
                 pending.append((seed, name))
 
-    def arrived(key: tuple[int, str], curve: list[tuple[CurvePoint, dict[str, float]]]) -> None:
-        curves.setdefault(key, []).extend(curve)
-        for point, phases in curve:
-            if on_point:
-                on_point(point, phases)
-            bar.set_postfix(strategy=point.strategy, seed=point.seed, labels=point.labels,
-                            acc=f"{point.accuracy:.3f}")
-            bar.update(1)
+    def arrived(key: tuple[int, str], point: CurvePoint, phases: dict[str, float]) -> None:
+        curves.setdefault(key, []).append((point, phases))
+        if on_point:
+            on_point(point, phases)
+        bar.set_postfix(strategy=point.strategy, seed=point.seed, labels=point.labels, acc=f"{point.accuracy:.3f}")
+        bar.update(1)
 
     if jobs == 1 or len(pending) <= 1:
         for seed, name in pending:
-            for item in _run_curve(pool, test, name, seed, _initial_set(pool, cfg, seed), cfg, rounds, execution):
-                arrived((seed, name), [item])
+            for point, phases in _run_curve(pool, test, name, seed, _initial_set(pool, cfg, seed), cfg, rounds,
+                                            execution):
+                arrived((seed, name), point, phases)
     else:
         _run_curves_in_processes(pool, test, cfg, rounds, pending, min(jobs, len(pending)), arrived)
     bar.close()
@@ -206,8 +204,7 @@ def _worker_main(pool: Pool, test: Pool, cfg: SimulationConfig, rounds: int, thr
 
 def _run_curves_in_processes(pool: Pool, test: Pool, cfg: SimulationConfig, rounds: int,
                              pending: list[tuple[int, str]], jobs: int,
-                             arrived: Callable[[tuple[int, str], list[tuple[CurvePoint, dict[str, float]]]], None]
-                             ) -> None:
+                             arrived: Callable[[tuple[int, str], CurvePoint, dict[str, float]], None]) -> None:
     """Run the ``pending`` (seed, strategy) curves in ``jobs`` spawned processes; ``arrived`` gets each point as
     its round ends (so the log keeps every finished round of a run stopped at a deadline).
 
@@ -251,7 +248,7 @@ def _run_curves_in_processes(pool: Pool, test: Pool, cfg: SimulationConfig, roun
                     raise ConfigError("a simulate worker process died (killed, or out of memory); the rounds "
                                       "finished so far are in points.jsonl: run again with --resume") from None
                 if kind == "point":
-                    arrived(key, [payload])
+                    arrived(key, *payload)
                 elif kind == "done":
                     finished += 1
                     if todo:
