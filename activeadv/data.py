@@ -207,15 +207,11 @@ def canonical(x: torch.Tensor) -> torch.Tensor:
     (docs/benchmarks.md, "Memory layout").  A view when ``x`` already has the
     layout's memory order, else a copy.
     """
-    if x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-        return x.as_strided(x.shape, _channels_last_strides(x.shape))  # fixes the strides of size-1 axes
-    return x.contiguous().view(x.shape) if x.dim() else x
-
-
-def _channels_last_strides(shape: Sequence[int]) -> tuple[int, int, int, int]:
-    n, c, h, w = (max(int(v), 1) for v in shape)
-    return (h * w * c, 1, w * c, c)
+    if x.dim() != 4:
+        return x.contiguous()
+    x = x.contiguous(memory_format=torch.channels_last)
+    _, c, h, w = (max(int(v), 1) for v in x.shape)
+    return x.as_strided(x.shape, (h * w * c, 1, w * c, c))  # explicit: also the strides of size-1 axes
 
 
 class ArrayPool(Pool):

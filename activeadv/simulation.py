@@ -516,6 +516,23 @@ def normalized_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_point_log(path: Path) -> tuple[dict[str, Any], list[tuple[CurvePoint, dict[str, float]]]]:
+    """A ``points.jsonl``'s settings (as written) and its ``(point, {phase: seconds})`` lines, in order."""
+    lines = path.read_text().splitlines()
+    try:
+        settings = json.loads(lines[0]).get("settings", {}) if lines else {}
+        done = []
+        for line in lines[1:]:
+            if line.strip():
+                row = json.loads(line)
+                phases = row.pop("seconds", {})
+                row["robustness"] = tuple(RobustnessRow(**r) for r in row.get("robustness") or ())
+                done.append((CurvePoint(**row), phases))
+    except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path} is not a simulate log ({exc}); use a new --out") from None
+    return settings, done
+
+
 def point_log(out_dir: Path, cfg: SimulationConfig, *, resume: bool
               ) -> tuple[list[tuple[CurvePoint, dict[str, float]]], Callable[[CurvePoint, dict[str, float]], None]]:
     """``(points already logged, append)`` for ``out_dir/points.jsonl``.
@@ -529,20 +546,10 @@ def point_log(out_dir: Path, cfg: SimulationConfig, *, resume: bool
     settings = json.loads(json.dumps(settings_of(cfg)))
     done: list[tuple[CurvePoint, dict[str, float]]] = []
     if resume and path.exists():
-        lines = path.read_text().splitlines()
-        try:
-            header = json.loads(lines[0]) if lines else {}
-            if normalized_settings(header.get("settings", {})) != normalized_settings(settings):
-                raise ConfigError(f"{path} was written with other settings: --resume needs the same options "
-                                  "(or a new --out)")
-            for line in lines[1:]:
-                if line.strip():
-                    fields = json.loads(line)
-                    phases = fields.pop("seconds", {})
-                    fields["robustness"] = tuple(RobustnessRow(**r) for r in fields.get("robustness") or ())
-                    done.append((CurvePoint(**fields), phases))
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise ConfigError(f"{path} is not a simulate log ({exc}); use a new --out") from None
+        logged, done = read_point_log(path)
+        if normalized_settings(logged) != normalized_settings(settings):
+            raise ConfigError(f"{path} was written with other settings: --resume needs the same options "
+                              "(or a new --out)")
     else:
         path.write_text(json.dumps({"settings": settings}) + "\n")
 

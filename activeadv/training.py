@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from activeadv import attacks
-from activeadv.data import Pool, stream
+from activeadv.data import Pool, canonical, stream
 from activeadv.errors import ConfigError
 from activeadv.networks import build_network, device_of, row_slices
 from activeadv.progress import bar as progress_bar
@@ -295,7 +295,7 @@ def augment(x: torch.Tensor, max_shift: int, generator: torch.Generator | None =
     cols = (torch.arange(w, device=x.device)[None, :] - shifts[:, 1:]).clamp(0, w - 1)  # (N, W)
     batch = torch.arange(n, device=x.device)[:, None, None]
     out = x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C) in memory
-    return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)  # no copy: the pools' layout
+    return canonical(out.permute(0, 3, 1, 2))  # the pools' layout (no copy: already channels-last in memory)
 
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,

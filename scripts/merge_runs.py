@@ -21,31 +21,30 @@ from pathlib import Path
 
 import numpy as np
 
-from activeadv.records import CurvePoint, RobustnessRow
-from activeadv.simulation import POINTS_FILE, SimulationConfig, SimulationResult, normalized_settings, write_outputs
+from activeadv.records import CurvePoint
+from activeadv.simulation import (
+    POINTS_FILE,
+    SimulationConfig,
+    SimulationResult,
+    normalized_settings,
+    read_point_log,
+    write_outputs,
+)
 from activeadv.stopping import StabilizingPredictions
 from activeadv.training import TrainConfig
 
 
 def read_run(folder: Path) -> tuple[dict, list[CurvePoint], list[dict[str, float]]]:
-    """A run's settings, its points and each point's phase seconds."""
-    lines = (folder / POINTS_FILE).read_text().splitlines()
-    header = json.loads(lines[0])["settings"]
-    points, seconds = [], []
-    for line in lines[1:]:
-        if line.strip():
-            row = json.loads(line)
-            seconds.append(row.pop("seconds", {}))
-            row["robustness"] = tuple(RobustnessRow(**r) for r in row.get("robustness") or ())
-            points.append(CurvePoint(**row))
+    """A run's settings (normalized, without the run's first seed), its points and each point's phase seconds."""
+    header, logged = read_point_log(folder / POINTS_FILE)
     # a curve rerun after an interruption (--resume) logs its rounds again: the last of each round counts
-    last = {(p.strategy, p.seed, p.round): i for i, p in enumerate(points)}
-    keep = sorted(last.values())
+    last = {(p.strategy, p.seed, p.round): i for i, (p, _) in enumerate(logged)}
+    kept = [logged[i] for i in sorted(last.values())]
     settings = normalized_settings(header)
     # the training seed of a header is the run's first --seed; each curve's models are seeded from the curve's own
     # seed (seed * 1000 + round), so runs of other seeds are the same study
     settings["train"].pop("seed", None)
-    return settings, [points[i] for i in keep], [seconds[i] for i in keep]
+    return settings, [p for p, _ in kept], [phases for _, phases in kept]
 
 
 def main() -> int:
