@@ -142,6 +142,9 @@ class CurvePoint:
     fgsm_accuracy: float | None = None
     agreement: float | None = None  # Cohen's kappa with the previous round's predictions on the stop set
     robustness: tuple[RobustnessRow, ...] = ()  # the round's robustness suite (empty when off)
+    # the items labeled for this round that the previous round had not (round 0: the initial set), so that any
+    # round's labeled set can be rebuilt from the log (a final, longer training on the chosen labels)
+    added: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

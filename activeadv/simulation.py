@@ -285,6 +285,7 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
     names = {n: i for i, n in enumerate(pool.class_names)}
     labeled = initial.copy()
     labels = oracle.answer(labeled)
+    added = labeled  # labeled since the previous round's training
     extra_x: list[torch.Tensor] = []
     extra_y: list[np.ndarray] = []
     stop_ids = stop_set(pool.ids)
@@ -321,7 +322,7 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
         if keep:
             earlier = [*earlier, model][-keep:]
         point = CurvePoint(name, seed, round_no, int(len(labeled)), metrics.accuracy, metrics.fgsm_accuracy,
-                           agreement, suite_rows)
+                           agreement, suite_rows, tuple(int(i) for i in added))
         remaining = cfg.budget - len(labeled)
         if remaining <= 0 or round_no == rounds - 1:
             yield point, phases
@@ -338,6 +339,7 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
             extra_y.append(new_labels)
         labeled = np.concatenate([labeled, new_ids])
         labels = np.concatenate([labels, new_labels])
+        added = new_ids
         yield point, phases
 
 
@@ -527,10 +529,29 @@ def read_point_log(path: Path) -> tuple[dict[str, Any], list[tuple[CurvePoint, d
                 row = json.loads(line)
                 phases = row.pop("seconds", {})
                 row["robustness"] = tuple(RobustnessRow(**r) for r in row.get("robustness") or ())
+                row["added"] = tuple(int(i) for i in row.get("added") or ())  # absent in older logs
                 done.append((CurvePoint(**row), phases))
     except (json.JSONDecodeError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path} is not a simulate log ({exc}); use a new --out") from None
     return settings, done
+
+
+def labeled_at(points: Sequence[CurvePoint], strategy: str, seed: int, labels: int) -> np.ndarray:
+    """The ids one curve had labeled when it trained on ``labels`` labels, rebuilt from its points' ``added``.
+
+    For a final, longer training on what a strategy chose (scripts/train_probe.py --labels-from).
+    """
+    curve = sorted((p for p in points if p.strategy == strategy and p.seed == seed), key=lambda p: p.round)
+    ids: list[int] = []
+    for point in curve:
+        if len(point.added) != point.labels - len(ids):
+            raise ConfigError(f"the log does not hold the ids {strategy} (seed {seed}) chose: it was written "
+                              "before simulate logged them")
+        ids.extend(point.added)
+        if point.labels == labels:
+            return np.array(ids, dtype=np.int64)
+    reached = ", ".join(str(p.labels) for p in curve) or "none"
+    raise ConfigError(f"{strategy} (seed {seed}) has no point at {labels} labels (it has: {reached})")
 
 
 def point_log(out_dir: Path, cfg: SimulationConfig, *, resume: bool

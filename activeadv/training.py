@@ -98,6 +98,10 @@ class TrainConfig:
     lr: float = 1e-3
     # "cosine": the learning rate decays from lr to 0 over the run's steps (half a cosine); "constant": no decay
     lr_schedule: str = "constant"
+    # weight averaging: the returned model holds an exponential moving average of the iterates with this decay
+    # (Polyak averaging; 0: the last iterate).  Why: with a constant rate and few labels the last iterate is one
+    # noisy sample around the minimum, and VAT's round-to-round dips on chosen labels come from that noise
+    ema: float = 0.0
     weight_decay: float = 1e-4
     adv: str = "fgsm"
     epsilon: float = 0.1
@@ -149,11 +153,13 @@ class TrainConfig:
         if self.adv_target not in ADV_TARGETS:
             raise ConfigError(f"unknown --adv-target '{self.adv_target}': use predicted or true")
         for name in ("epsilon", "alpha", "lr", "weight_decay", "unlabeled_weight", "warm_fraction",
-                     "unlabeled_rampup"):
+                     "unlabeled_rampup", "ema"):
             if not math.isfinite(getattr(self, name)):  # nan slips through every comparison below
                 raise ConfigError(f"--{name.replace('_', '-')} must be a number, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ConfigError(f"--lr must be > 0 (got {self.lr}) and weight decay >= 0")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"--ema must be in [0, 1), got {self.ema}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"unknown --lr-schedule '{self.lr_schedule}': use {', '.join(LR_SCHEDULES)}")
         if self.epsilon < 0:
@@ -412,6 +418,33 @@ def unlabeled_ramp(cfg: TrainConfig, step: int, total: int) -> float:
     return math.exp(-5.0 * (1.0 - step / span) ** 2)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's parameters, updated after each optimizer step.
+
+    The decay of update ``k`` (1-based) is ``min(decay, (1 + k) / (10 + k))``,
+    as in TensorFlow's ``ExponentialMovingAverage(num_updates=...)``: a run
+    of a few hundred steps would otherwise return mostly its random
+    initialisation (0.999^300 = 74%).  Parameters only: the networks have no
+    buffers that training changes (no batch-norm, networks.py).
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.params = [p.detach().clone() for p in model.parameters()]
+
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        keep = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        with torch.no_grad():
+            torch._foreach_lerp_(self.params, [p.detach() for p in model.parameters()], 1.0 - keep)
+
+    def copy_to(self, model: nn.Module) -> None:
+        with torch.no_grad():
+            for target, value in zip(model.parameters(), self.params):
+                target.copy_(value)
+
+
 def step_count(n_labeled: int, cfg: TrainConfig, *, unlabeled: bool = False, warm: bool = False) -> int:
     """Optimizer steps for a training run: ``epochs`` passes over the labels, within ``[min_steps, max_steps]``.
 
@@ -517,6 +550,7 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
     n = len(y)
     total = step_count(n, cfg, unlabeled=unlabeled is not None, warm=init_state is not None)
     bar = progress_bar(progress, total=total, desc=f"train ({n} labels)", unit="step", leave=False)
+    average = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     step = 0
     with ExitStack() as frozen:
         for static in statics:
@@ -538,12 +572,16 @@ def train(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, *,
                                    pool.clip_range, generator, x_unlabeled=None if x_u is None else x_u.to(device),
                                    source=statics[turn - 1] if turn else None, sync=False,
                                    unlabeled_scale=unlabeled_ramp(cfg, step, total))
+                if average is not None:
+                    average.update(model)
                 step += 1
                 bar.update(1)
                 if step >= total:
                     break
             bar.set_postfix(loss=f"{float(stats['loss']):.3f}")  # one read (and wait) per epoch
     bar.close()
+    if average is not None:
+        average.copy_to(model)
     model.eval()
     return model
 

@@ -7,6 +7,10 @@ training defaults in docs/results.md ("Learning from the unlabeled pool").
 
 Each argument is a JSON object of TrainConfig fields over the defaults (device cpu, seed 1); the labeled set
 is ``--labels`` random pool items (seed 0), and every other pool item is the unlabeled pool.
+
+``--labels-from RUN_DIR --strategy dfal --seed 0`` trains on the ``--labels`` items that strategy chose in a
+``simulate`` run instead (its points.jsonl holds each round's picks): what a longer final training makes of
+an actively chosen set.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
 import torch
 
 from activeadv.data import load_dataset
+from activeadv.simulation import POINTS_FILE, labeled_at, read_point_log
 from activeadv.training import TrainConfig, evaluate, train
 
 
@@ -30,11 +36,18 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="torch device (cuda on a GPU machine)")
+    parser.add_argument("--labels-from", help="a simulate --out directory: train on a strategy's picks")
+    parser.add_argument("--strategy", default="dfal", help="with --labels-from: whose picks")
+    parser.add_argument("--seed", type=int, default=0, help="with --labels-from: which curve")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
     pool, test = data.pool, data.test
-    ids = np.sort(np.random.default_rng(0).choice(pool.ids, args.labels, replace=False))
+    if args.labels_from:
+        _, logged = read_point_log(Path(args.labels_from) / POINTS_FILE)
+        ids = np.sort(labeled_at([p for p, _ in logged], args.strategy, args.seed, args.labels))
+    else:
+        ids = np.sort(np.random.default_rng(0).choice(pool.ids, args.labels, replace=False))
     unlabeled = np.setdiff1d(pool.ids, ids)
     for text in args.configs:
         overrides = json.loads(text)
@@ -43,7 +56,8 @@ def main() -> None:
         model = train(pool, ids, pool.targets(ids), cfg, unlabeled_ids=unlabeled)
         seconds = time.perf_counter() - start
         metrics = evaluate(model, test, cfg)
-        print(json.dumps({"config": overrides, "labels": args.labels, "accuracy": round(metrics.accuracy, 4),
+        source = f"{args.strategy} seed {args.seed}" if args.labels_from else "random"
+        print(json.dumps({"config": overrides, "labels": args.labels, "chosen_by": source, "accuracy": round(metrics.accuracy, 4),
                           "fgsm_accuracy": metrics.fgsm_accuracy, "train_seconds": round(seconds, 1)}), flush=True)
 
 

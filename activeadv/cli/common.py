@@ -143,7 +143,7 @@ def eval_options(func):
 
 # the TrainConfig fields that ``train_options`` sets (same names)
 TRAIN_FIELDS = ("adv", "epsilon", "alpha", "adv_steps", "adv_target", "adv_ensemble", "epochs", "min_steps",
-                "batch_size", "lr", "lr_schedule", "unlabeled", "unlabeled_weight", "unlabeled_rampup",
+                "batch_size", "lr", "lr_schedule", "ema", "unlabeled", "unlabeled_weight", "unlabeled_rampup",
                 "unlabeled_min_steps", "unlabeled_batch_size", "vat_epsilon", "vat_xi", "entmin", "augment",
                 "balance", "warm_start", "warm_fraction", *EVAL_FIELDS)
 
@@ -176,6 +176,9 @@ def train_options(func):
         click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
                      show_default=True,
                      help="cosine: the learning rate decays to 0 over each training run's steps."),
+        click.option("--ema", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+                     help="Return the exponential moving average of the weights with this decay (e.g. 0.99) "
+                          "instead of the last step's; 0: off."),
         click.option("--unlabeled", type=click.Choice(["none", "vat", "pseudo-fgsm"]), default="none",
                      show_default=True,
                      help="Learn from the unlabeled pool too: virtual adversarial training (KL to the most "

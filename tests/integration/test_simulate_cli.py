@@ -4,7 +4,10 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 from click.testing import CliRunner
@@ -162,13 +165,48 @@ def test_simulate_resume_reads_a_log_written_before_an_option_existed(tmp_path):
     settings["candidates"] = settings.pop("subsample")
     for key in [k for k in settings["train"] if k == "lr_schedule" or k.startswith("eval_")]:
         del settings["train"][key]
-    marked = [json.dumps({**json.loads(line), "accuracy": 0.123456}) for line in lines[1:]]
+    marked = [json.dumps({**{k: v for k, v in json.loads(line).items() if k != "added"}, "accuracy": 0.123456})
+              for line in lines[1:]]  # older logs hold no picked ids either
     (out / "points.jsonl").write_text("\n".join([json.dumps(header), *marked]) + "\n")
     again = CliRunner().invoke(cli, [*base, "--resume"], catch_exceptions=False)
     assert again.exit_code == 0, again.output
     assert {r["accuracy"] for r in csv.DictReader(open(out / "curves.csv"))} == {"0.123456"}
     other = CliRunner().invoke(cli, [*base, "--resume", "--lr-schedule", "cosine"])
     assert other.exit_code != 0 and "other settings" in other.output
+
+
+def test_the_log_rebuilds_each_rounds_labeled_set_for_a_final_training(tmp_path):
+    """points.jsonl holds each round's new ids: labeled_at rebuilds what a strategy had labeled at any round (the
+    initial set first), and scripts/train_probe.py --labels-from trains on it."""
+    from activeadv.data import load_dataset
+    from activeadv.errors import ConfigError
+    from activeadv.simulation import SimulationConfig, _initial_set, labeled_at, read_point_log
+
+    out = tmp_path / "run"
+    args = ["simulate", "--dataset", "digits", "--initial", "20", "--query-size", "10", "--budget", "40", "--seeds",
+            "1", "--target-accuracy", "0.5", "--strategies", "entropy", "--out", str(out), *FAST]
+    assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
+    _, logged = read_point_log(out / "points.jsonl")
+    points = [p for p, _ in logged]
+    pool = load_dataset("digits").pool
+    initial = _initial_set(pool, SimulationConfig(strategies=("entropy",), initial=20, query_size=10, budget=40),
+                           0)
+    np.testing.assert_array_equal(labeled_at(points, "entropy", 0, 20), initial)
+    at40 = labeled_at(points, "entropy", 0, 40)
+    assert len(set(at40.tolist())) == 40 and set(initial) <= set(at40.tolist())
+    assert set(at40[:30].tolist()) == set(labeled_at(points, "entropy", 0, 30).tolist())
+    with pytest.raises(ConfigError, match="no point at 35"):
+        labeled_at(points, "entropy", 0, 35)
+    stripped = [replace(p, added=()) for p in points]
+    with pytest.raises(ConfigError, match="before simulate logged"):
+        labeled_at(stripped, "entropy", 0, 30)
+    probe = subprocess.run([sys.executable, "scripts/train_probe.py", "--dataset", "digits", "--labels", "30",
+                            "--labels-from", str(out), "--strategy", "entropy", "--threads", "1",
+                            '{"min_steps": 20, "epochs": 1}'], capture_output=True, text=True, timeout=600,
+                           cwd=Path(__file__).resolve().parents[2])
+    assert probe.returncode == 0, probe.stderr
+    line = json.loads(probe.stdout.splitlines()[-1])
+    assert line["chosen_by"] == "entropy seed 0" and line["labels"] == 30 and 0 < line["accuracy"] <= 1
 
 
 @pytest.mark.slow

@@ -274,3 +274,32 @@ def test_unlabeled_rampup_rises_to_full_weight_and_zero_scale_drops_the_term():
     assert off["unlabeled_loss"] == 0.0 and off["loss"] == pytest.approx(off["clean_loss"])
     assert half["loss"] == pytest.approx(half["clean_loss"] + 0.5 * half["unlabeled_loss"], rel=1e-5)
     assert full["loss"] == pytest.approx(full["clean_loss"] + full["unlabeled_loss"], rel=1e-5)
+
+
+def test_ema_returns_the_moving_average_of_the_iterates(digits):
+    """--ema: the returned weights are sum over the run's iterates with the warm-up decay min(d, (1+k)/(10+k)),
+    rebuilt here from runs stopped after 1..K steps (the same trajectory: constant lr, same seed)."""
+    from activeadv.networks import build_network
+    from activeadv.training import WeightAverage, seed_everything
+
+    ids = digits.pool.ids[:40]
+    labels = digits.pool.targets(ids)
+    base = TrainConfig(epochs=1, seed=3, device="cpu", lr=0.01)
+    steps, decay = 6, 0.5
+    seed_everything(base.seed)
+    expected = [p.detach().clone() for p in build_network(digits.pool.input_shape, 10).parameters()]
+    for k in range(1, steps + 1):
+        iterate = list(train(digits.pool, ids, labels, replace(base, min_steps=k, max_steps=k)).parameters())
+        keep = min(decay, (1 + k) / (10 + k))
+        expected = [keep * e + (1 - keep) * w.detach() for e, w in zip(expected, iterate)]
+    averaged = train(digits.pool, ids, labels, replace(base, min_steps=steps, max_steps=steps, ema=decay))
+    for got, want in zip(averaged.parameters(), expected):
+        torch.testing.assert_close(got.detach(), want)
+    last = train(digits.pool, ids, labels, replace(base, min_steps=steps, max_steps=steps))
+    assert not torch.equal(last.head.weight, averaged.head.weight)
+    # the warm-up: with decay 0.999 a 6-step run is not 99% its random initialisation
+    average = WeightAverage(last, 0.999)
+    average.update(last)
+    assert average.updates == 1
+    with pytest.raises(ConfigError, match="--ema"):
+        TrainConfig(ema=1.0)
