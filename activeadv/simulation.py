@@ -520,7 +520,10 @@ def normalized_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 def read_point_log(path: Path) -> tuple[dict[str, Any], list[tuple[CurvePoint, dict[str, float]]]]:
     """A ``points.jsonl``'s settings (as written) and its ``(point, {phase: seconds})`` lines, in order."""
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the simulate log {path}: {exc.strerror or exc}") from None
     try:
         settings = json.loads(lines[0]).get("settings", {}) if lines else {}
         done = []

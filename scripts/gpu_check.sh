@@ -3,19 +3,22 @@
 #   MODE=bench: one MNIST round by phase (`bench round`, default training and VAT) and whole-pool scoring
 #     (`bench rank`, dfal fast and exact) on the GPU, with the same on 2 CPU cores of the machine beside them;
 #   MODE=study (default): the MNIST study of issue 9 on the GPU: 20 random labels + 40 a round to 300, VAT on the
-#     pool with augmentation and STEPS steps a round, dfal on 3 seeds and random on 1, as 4 processes
-#     (`simulate --jobs`); the single trainings behind its settings are `scripts/train_probe.py --device cuda`.
+#     pool with augmentation, weight averaging (--ema) and STEPS steps a round, dfal on 3 seeds and random on 1, as
+#     4 processes (`simulate --jobs`); then the final model: FINAL_STEPS steps on each curve's 300 labels
+#     (`scripts/train_probe.py --labels-from`), 4 trainings side by side.
 # Both start with a smoke run of the CUDA path (digits: VAT, dfal and dfal+kcenter on the GPU).
 # Measured on an H200 (2026-11-26): one process trains at ~15 ms a VAT step whatever the batch (the GPU waits on
 # Python's kernel launches), 2-3 processes side by side each keep that pace, 16 starve each other (on 14 cores);
 # hence 4 processes here.  Every simulate point is logged as its round ends (points.jsonl), so a deadline keeps
 # every finished round.
-# Usage: MNIST=DIR OUT=DIR [MODE=study|bench] [TOTAL=seconds, default 540] [STEPS=3000] bash scripts/gpu_check.sh
+# Usage: MNIST=DIR OUT=DIR [MODE=study|bench] [TOTAL=seconds, default 540] [STEPS=2000] [FINAL_STEPS=6000]
+#        bash scripts/gpu_check.sh
 set -u
 MNIST=${MNIST:-.devdata/mnist}
 OUT=${OUT:-runs/gpu}
 TOTAL=${TOTAL:-540}
-STEPS=${STEPS:-3000}
+STEPS=${STEPS:-2000}
+FINAL_STEPS=${FINAL_STEPS:-6000}
 MODE=${MODE:-study}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
@@ -69,11 +72,12 @@ say "gpu benches done"
 while kill -0 "$CPU_BENCH" 2>/dev/null && [ "$SECONDS" -lt "$TOTAL" ]; do sleep 2; done
 pkill -f "device cpu" && say "cpu benches stopped at the deadline" || say "cpu benches done"
 else
-# the study, under one deadline
-DEADLINE=$((TOTAL - SECONDS - 30))
+# the study, under one deadline that leaves the final trainings their time (~15 ms a step, 4 side by side)
+FINAL_SECONDS=$((FINAL_STEPS * 20 / 1000 + 30))
+DEADLINE=$((TOTAL - SECONDS - 30 - FINAL_SECONDS))
 say "study deadline ${DEADLINE}s"
 common=(--dataset "idx:$MNIST" --initial 20 --query-size 40 --budget 300 --subsample 10000 --target-accuracy 0.99
-        --device cuda -q --unlabeled vat --unlabeled-steps "$STEPS" --unlabeled-batch-size 256 --augment)
+        --device cuda -q --unlabeled vat --unlabeled-steps "$STEPS" --unlabeled-batch-size 256 --augment --ema 0.995)
 timeout "$DEADLINE" $AA simulate --strategies dfal --seeds 3 --jobs 3 "${common[@]}" --out "$R/vat-dfal" \
     >>"$LOG" 2>&1 &
 study=$!
@@ -83,6 +87,16 @@ sleep 90; say "$(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader)"
 wait "$study" "$random"
 pkill -f "multiprocessing.spawn" || true  # workers of a simulate stopped at the deadline
 say "study done (or stopped at its deadline)"
+# the final model on each curve's 300 labels (a curve stopped early has none: its line says so)
+final='{"unlabeled": "vat", "unlabeled_min_steps": '"$FINAL_STEPS"', "unlabeled_batch_size": 256, "augment": true, "ema": 0.999}'
+for seed in 0 1 2; do
+  timeout "$FINAL_SECONDS" python3 scripts/train_probe.py --dataset "idx:$MNIST" --labels 300 --device cuda \
+      --threads 1 --labels-from "$R/vat-dfal" --strategy dfal --seed "$seed" "$final" >"$R/final_dfal_$seed.txt" 2>&1 &
+done
+timeout "$FINAL_SECONDS" python3 scripts/train_probe.py --dataset "idx:$MNIST" --labels 300 --device cuda \
+    --threads 1 "$final" >"$R/final_random.txt" 2>&1 &
+wait
+say "final trainings: $(cat "$R"/final_*.txt | grep -c accuracy) of 4 done"
 fi
 tar -czf "$OUT/gpu_runs.tgz" -C "$R" . && rm -rf "$R"
 say "packed"

@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from activeadv.data import load_dataset
+from activeadv.errors import ConfigError
 from activeadv.simulation import POINTS_FILE, labeled_at, read_point_log
 from activeadv.training import TrainConfig, evaluate, train
 
@@ -57,9 +58,13 @@ def main() -> None:
         seconds = time.perf_counter() - start
         metrics = evaluate(model, test, cfg)
         source = f"{args.strategy} seed {args.seed}" if args.labels_from else "random"
-        print(json.dumps({"config": overrides, "labels": args.labels, "chosen_by": source, "accuracy": round(metrics.accuracy, 4),
-                          "fgsm_accuracy": metrics.fgsm_accuracy, "train_seconds": round(seconds, 1)}), flush=True)
+        print(json.dumps({"config": overrides, "labels": args.labels, "chosen_by": source,
+                          "accuracy": round(metrics.accuracy, 4), "fgsm_accuracy": metrics.fgsm_accuracy,
+                          "train_seconds": round(seconds, 1)}), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as exc:  # a bad --labels-from: one line, not a traceback
+        raise SystemExit(f"error: {exc}") from None

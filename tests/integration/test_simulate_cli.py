@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 from click.testing import CliRunner
 
