@@ -505,7 +505,6 @@ def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
 
 def train_config_for(project: ProjectInfo, **overrides: object) -> training.TrainConfig:
     """The project's stored training settings with the given overrides (e.g. device, seed)."""
-    known = set(training.TrainConfig.__dataclass_fields__)
-    values = {k: v for k, v in project.train_settings.items() if k in known}
+    values = training.stored_settings(project.train_settings)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return replace(training.TrainConfig(), **values)
+    return training.TrainConfig(**values)

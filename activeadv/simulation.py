@@ -19,7 +19,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from activeadv.progress import bar as progress_bar
 from activeadv.records import CurvePoint, RobustnessRow, robustness_at, worst_case
 from activeadv.robustness import evaluate_robustness
 from activeadv.stopping import StabilizingPredictions, cohen_kappa, stop_set
-from activeadv.training import TrainConfig, evaluate, predict_proba
+from activeadv.training import TrainConfig, evaluate, predict_proba, stored_settings
 
 log = logging.getLogger(__name__)
 
@@ -504,17 +504,14 @@ RENAMED_SETTINGS = {"candidates": "subsample"}
 
 
 def normalized_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """A log's settings in today's names, with today's default for every training option it predates.
+    """A log's settings in today's names, with what the older version did for every training option it
+    predates (``training.stored_settings``).
 
     So ``--resume`` (and scripts/merge_runs.py) accept a log written before
-    an option existed, when the run did not use it: the default is what that
-    older version did.  Training keys no longer known are dropped.
+    an option existed, when the run did not use it.
     """
     out = {RENAMED_SETTINGS.get(k, k): v for k, v in settings.items()}
-    known = {f.name for f in fields(TrainConfig)}
-    train = TrainConfig().to_dict()
-    train.update({k: v for k, v in out.get("train", {}).items() if k in known})
-    out["train"] = json.loads(json.dumps(train))
+    out["train"] = json.loads(json.dumps(stored_settings(out.get("train", {}))))
     return out
 
 

@@ -1,15 +1,18 @@
 """Markdown tables of a simulate study (scripts/mnist_study.sh): one row per strategy and training setting.
 
     python scripts/study_table.py runs/study/none runs/study/vat
+    python scripts/study_table.py --versus dfal --from-labels 100 runs/ema/vat-ema runs/ema/base-random ...
 
-Reads each folder's summary.json and curves.csv (written by `activeadv simulate`).
+Reads each folder's summary.json and curves.csv (written by `activeadv simulate`).  ``--versus S`` prints
+instead, for every other strategy in the folders (taken as one setting), the seed-budget points from
+``--from-labels`` on where S is below it: issue 9's "above random and entropy at every budget, in every seed".
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -56,5 +59,32 @@ def main(folders: list[str]) -> None:
                   f"| {timing} |")
 
 
+def versus(folders: list[str], strategy: str, from_labels: int) -> None:
+    acc: dict[str, dict[tuple[int, int], float]] = defaultdict(dict)  # strategy -> (seed, labels) -> accuracy
+    for folder in map(Path, folders):
+        for row in csv.DictReader((folder / "curves.csv").open()):
+            acc[row["strategy"]][int(row["seed"]), int(row["labels"])] = float(row["accuracy"])
+    mine = acc.pop(strategy, {})
+    if not mine:
+        raise SystemExit(f"error: no {strategy} curves in {', '.join(folders)}")
+    print(f"| {strategy} against | seed-budget points from {from_labels} labels | {strategy} below at "
+          f"| largest gap (points) |")
+    print("|---|---|---|---|")
+    for other, points in sorted(acc.items()):
+        shared = sorted(k for k in points if k in mine and k[1] >= from_labels)
+        below = [k for k in shared if mine[k] < points[k]]
+        gap = max((100 * (points[k] - mine[k]) for k in below), default=0.0)
+        where = ", ".join(f"seed {s} @{n}" for s, n in below) or "none"
+        print(f"| {other} | {len(shared)} | {where} | {gap:.1f} |")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+")
+    parser.add_argument("--versus", help="a strategy: where is it below each other strategy, seed by seed?")
+    parser.add_argument("--from-labels", type=int, default=100)
+    args = parser.parse_args()
+    if args.versus:
+        versus(args.folders, args.versus, args.from_labels)
+    else:
+        main(args.folders)

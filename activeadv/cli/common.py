@@ -176,9 +176,9 @@ def train_options(func):
         click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
                      show_default=True,
                      help="cosine: the learning rate decays to 0 over each training run's steps."),
-        click.option("--ema", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
-                     help="Return the exponential moving average of the weights with this decay (e.g. 0.99) "
-                          "instead of the last step's; 0: off."),
+        click.option("--ema", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.99, show_default=True,
+                     help="Each training returns the exponential moving average of its weights with this decay "
+                          "(steadier models on few labels); 0: the last step's weights."),
         click.option("--unlabeled", type=click.Choice(["none", "vat", "pseudo-fgsm"]), default="none",
                      show_default=True,
                      help="Learn from the unlabeled pool too: virtual adversarial training (KL to the most "

@@ -152,17 +152,18 @@ def test_simulate_jobs_refuses_ray_and_zero(tmp_path):
 
 
 def test_simulate_resume_reads_a_log_written_before_an_option_existed(tmp_path):
-    """A log from an older version (no lr_schedule or eval_* keys, `candidates` for `subsample`) is the same run
-    when those options are at their defaults: its curves are kept; a changed option is still refused."""
+    """A log from an older version (no lr_schedule, ema or eval_* keys, `candidates` for `subsample`) is the same
+    run when those options are at what that version did (the defaults; --ema 0, as ema's default changed): its
+    curves are kept; a changed option is still refused."""
     out = tmp_path / "run"
     base = ["simulate", "--dataset", "digits", "--initial", "20", "--query-size", "10", "--budget", "30", "--seeds",
-            "1", "--target-accuracy", "0.5", "--strategies", "random", "--out", str(out), *FAST]
+            "1", "--target-accuracy", "0.5", "--strategies", "random", "--out", str(out), "--ema", "0", *FAST]
     assert CliRunner().invoke(cli, base, catch_exceptions=False).exit_code == 0
     lines = (out / "points.jsonl").read_text().splitlines()
     header = json.loads(lines[0])
     settings = header["settings"]
     settings["candidates"] = settings.pop("subsample")
-    for key in [k for k in settings["train"] if k == "lr_schedule" or k.startswith("eval_")]:
+    for key in [k for k in settings["train"] if k in ("lr_schedule", "ema") or k.startswith("eval_")]:
         del settings["train"][key]
     marked = [json.dumps({**{k: v for k, v in json.loads(line).items() if k != "added"}, "accuracy": 0.123456})
               for line in lines[1:]]  # older logs hold no picked ids either
@@ -172,6 +173,8 @@ def test_simulate_resume_reads_a_log_written_before_an_option_existed(tmp_path):
     assert {r["accuracy"] for r in csv.DictReader(open(out / "curves.csv"))} == {"0.123456"}
     other = CliRunner().invoke(cli, [*base, "--resume", "--lr-schedule", "cosine"])
     assert other.exit_code != 0 and "other settings" in other.output
+    today = CliRunner().invoke(cli, [*base, "--resume", "--ema", "0.99"])  # today's default is another run
+    assert today.exit_code != 0 and "other settings" in today.output
 
 
 def test_the_log_rebuilds_each_rounds_labeled_set_for_a_final_training(tmp_path):

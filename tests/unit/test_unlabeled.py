@@ -284,7 +284,7 @@ def test_ema_returns_the_moving_average_of_the_iterates(digits):
 
     ids = digits.pool.ids[:40]
     labels = digits.pool.targets(ids)
-    base = TrainConfig(epochs=1, seed=3, device="cpu", lr=0.01)
+    base = TrainConfig(epochs=1, seed=3, device="cpu", lr=0.01, ema=0.0)
     steps, decay = 6, 0.5
     seed_everything(base.seed)
     expected = [p.detach().clone() for p in build_network(digits.pool.input_shape, 10).parameters()]
@@ -303,3 +303,15 @@ def test_ema_returns_the_moving_average_of_the_iterates(digits):
     assert average.updates == 1
     with pytest.raises(ConfigError, match="--ema"):
         TrainConfig(ema=1.0)
+
+
+def test_settings_stored_before_an_option_existed_keep_what_that_version_did():
+    """A project (or simulate log) from before --ema trained on the last weights: reading its settings back must
+    not switch it to today's default; known keys are kept, unknown ones dropped, the rest get the defaults."""
+    from activeadv.training import stored_settings
+
+    values = stored_settings({"lr": 0.01, "no_longer_an_option": 3})
+    assert values["ema"] == 0.0 and TrainConfig().ema == 0.99
+    assert values["lr"] == 0.01 and "no_longer_an_option" not in values
+    assert TrainConfig(**values) == replace(TrainConfig(), lr=0.01, ema=0.0)
+    assert stored_settings(TrainConfig().to_dict()) == TrainConfig().to_dict()
