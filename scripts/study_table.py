@@ -4,7 +4,7 @@
     python scripts/study_table.py --versus dfal --from-labels 100 runs/ema/vat-ema runs/ema/base-random ...
 
 Reads each folder's summary.json and curves.csv (written by `activeadv simulate`).  ``--versus S`` prints
-instead, for every other strategy in the folders (taken as one setting), the seed-budget points from
+instead, for every other strategy in the folders (S's own curves from the first), the seed-budget points from
 ``--from-labels`` on where S is below it: issue 9's "above random and entropy at every budget, in every seed".
 """
 
@@ -36,7 +36,9 @@ def main(folders: list[str]) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for folder in map(Path, folders):
         summary = json.loads((folder / "summary.json").read_text())
-        setting = summary["settings"]["train"]["unlabeled"]
+        train = summary["settings"]["train"]
+        ema = train.get("ema", 0.0)  # absent: written before --ema, which trained on the last weights
+        setting = train["unlabeled"] + (f", ema {ema:g}" if ema else "")
         curves: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
         for row in csv.DictReader((folder / "curves.csv").open()):
             curves[row["strategy"]][int(row["labels"])].append(row)
@@ -61,9 +63,10 @@ def main(folders: list[str]) -> None:
 
 def versus(folders: list[str], strategy: str, from_labels: int) -> None:
     acc: dict[str, dict[tuple[int, int], float]] = defaultdict(dict)  # strategy -> (seed, labels) -> accuracy
-    for folder in map(Path, folders):
+    for i, folder in enumerate(map(Path, folders)):
         for row in csv.DictReader((folder / "curves.csv").open()):
-            acc[row["strategy"]][int(row["seed"]), int(row["labels"])] = float(row["accuracy"])
+            if row["strategy"] != strategy or i == 0:  # S from the first folder: later ones are baselines
+                acc[row["strategy"]][int(row["seed"]), int(row["labels"])] = float(row["accuracy"])
     mine = acc.pop(strategy, {})
     if not mine:
         raise SystemExit(f"error: no {strategy} curves in {', '.join(folders)}")
