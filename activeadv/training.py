@@ -36,7 +36,9 @@ Unlabeled batches are drawn at random from the ids the caller passes,
 ``unlabeled_batch_size`` at a time, loaded per step (a folder pool is never
 held in memory).  By default every round retrains from scratch, so results
 depend only on the labeled set and the seed; ``init_state`` continues from
-a previous round's weights (``warm_start``).
+a previous round's weights (``warm_start``).  The model a run returns holds
+the moving average of its weights over the steps (``ema``, ``WeightAverage``),
+not the last step's.
 """
 
 from __future__ import annotations
