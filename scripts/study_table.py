@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from activeadv.training import stored_settings
+
 
 def _fmt(values: list, digits: int = 1, pct: bool = True) -> str:
     values = [v for v in values if v is not None]
@@ -37,7 +39,7 @@ def main(folders: list[str]) -> None:
     for folder in map(Path, folders):
         summary = json.loads((folder / "summary.json").read_text())
         train = summary["settings"]["train"]
-        ema = train.get("ema", 0.0)  # absent: written before --ema, which trained on the last weights
+        ema = stored_settings(train)["ema"]  # an older summary's missing key means what that version did
         setting = train["unlabeled"] + (f", ema {ema:g}" if ema else "")
         curves: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
         for row in csv.DictReader((folder / "curves.csv").open()):
