@@ -6,20 +6,27 @@
 #     pool with augmentation, weight averaging (--ema) and STEPS steps a round, dfal on 3 seeds and random on 1, as
 #     4 processes (`simulate --jobs`); then the final model: FINAL_STEPS steps on each curve's 300 labels
 #     (`scripts/train_probe.py --labels-from`), 4 trainings side by side.
-# Both start with a smoke run of the CUDA path (digits: VAT, dfal and dfal+kcenter on the GPU).
+#   MODE=final: only the final models, on the labels of a finished study (FROM, default docs/results/ema/vat-ema:
+#     dfal's 3 seeds on the CPU): dfal seeds 0-2 and random 300, FINAL_STEPS steps (default 8000), model seed 1, 4
+#     side by side; then the same again with model seed 2 where the first reached 99% on average, else with
+#     LONG_STEPS (default 12000) on dfal's labels, in the time left.
+# bench and study start with a smoke run of the CUDA path (digits: VAT, dfal and dfal+kcenter on the GPU).
 # Measured on an H200 (2026-11-26): one process trains at ~15 ms a VAT step whatever the batch (the GPU waits on
 # Python's kernel launches), 2-3 processes side by side each keep that pace, 16 starve each other (on 14 cores);
 # hence 4 processes here.  Every simulate point is logged as its round ends (points.jsonl), so a deadline keeps
 # every finished round.
-# Usage: MNIST=DIR OUT=DIR [MODE=study|bench] [TOTAL=seconds, default 540] [STEPS=2000] [FINAL_STEPS=3000]
+# Usage: MNIST=DIR OUT=DIR [MODE=study|bench|final] [TOTAL=seconds, default 540] [STEPS=2000] [FINAL_STEPS=3000]
 #        bash scripts/gpu_check.sh
 set -u
 MNIST=${MNIST:-.devdata/mnist}
 OUT=${OUT:-runs/gpu}
 TOTAL=${TOTAL:-540}
 STEPS=${STEPS:-2000}
-FINAL_STEPS=${FINAL_STEPS:-3000}  # as measured on the CPU: 98.98% on dfal seed 0's 300 labels (docs/results.md)
 MODE=${MODE:-study}
+if [ "$MODE" = final ]; then FINAL_STEPS=${FINAL_STEPS:-8000}; fi
+FINAL_STEPS=${FINAL_STEPS:-3000}  # as measured on the CPU: 98.98% on dfal seed 0's 300 labels (docs/results.md)
+LONG_STEPS=${LONG_STEPS:-12000}
+FROM=${FROM:-docs/results/ema/vat-ema}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
 AA="python3 -m activeadv"
@@ -35,6 +42,38 @@ if [ "$cores" -lt 4 ]; then GPU_CORES="0-$((cores - 1))"; CPU_CORES=$GPU_CORES; 
 
 say "$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1)"
 say "$(python3 -c 'import torch,sys; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())')"
+
+# final model: train_probe on a curve's labels (or random ones): NAME STEPS MODEL_SEED TIMEOUT [--labels-from ...]
+final_model() {
+  local name=$1 steps=$2 mseed=$3 limit=$4; shift 4
+  local cfg='{"unlabeled": "vat", "unlabeled_min_steps": '"$steps"', "unlabeled_batch_size": 256, "augment": true, "ema": 0.999, "seed": '"$mseed"'}'
+  timeout "$limit" python3 scripts/train_probe.py --dataset "idx:$MNIST" --labels 300 --device "${DEVICE:-cuda}" --threads 1 \
+      "$@" "$cfg" >"$R/final_${name}_${steps}_m${mseed}.txt" 2>&1
+}
+mean_accuracy() {  # mean test accuracy of the given result files (0 where none finished)
+  cat "$@" 2>/dev/null | python3 -c 'import json,sys; a=[json.loads(l)["accuracy"] for l in sys.stdin if l.startswith("{")]; print(sum(a)/len(a) if len(a)==3 else 0)'
+}
+
+if [ "$MODE" = final ]; then
+  limit=$((FINAL_STEPS * 30 / 1000 + 40))
+  say "final models: $FINAL_STEPS steps from $FROM, limit ${limit}s each"
+  for seed in 0 1 2; do final_model "dfal$seed" "$FINAL_STEPS" 1 "$limit" --labels-from "$FROM" --strategy dfal --seed "$seed" & done
+  final_model random "$FINAL_STEPS" 1 "$limit" &
+  sleep 60; say "$(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader)"
+  wait
+  first=$(mean_accuracy "$R"/final_dfal?_"${FINAL_STEPS}"_m1.txt)
+  say "model seed 1, $FINAL_STEPS steps: dfal mean $first"
+  left=$((TOTAL - SECONDS - 20))
+  if python3 -c "import sys; sys.exit(0 if $first >= 0.99 else 1)"; then steps=$FINAL_STEPS; mseed=2; else steps=$LONG_STEPS; mseed=1; fi
+  say "next: $steps steps, model seed $mseed, ${left}s left"
+  for seed in 0 1 2; do final_model "dfal$seed" "$steps" "$mseed" "$left" --labels-from "$FROM" --strategy dfal --seed "$seed" & done
+  [ "$mseed" = 2 ] && final_model random "$steps" 2 "$left" &
+  wait
+  say "second set: dfal mean $(mean_accuracy "$R"/final_dfal?_"${steps}"_m"${mseed}".txt)"
+  tar -czf "$OUT/gpu_runs.tgz" -C "$R" . && cat "$R"/final_*.txt >"$OUT/final.txt" && rm -rf "$R"
+  say "packed"
+  exit 0
+fi
 
 # 1. smoke
 $AA simulate --dataset digits --strategies dfal,dfal+kcenter --initial 20 --query-size 20 --budget 60 --seeds 1 \
