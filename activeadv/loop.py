@@ -117,9 +117,14 @@ def project_dataset(store: Store, project: ProjectInfo) -> Dataset:
     return Dataset(data.spec, data.pool.with_ids(ids), test)
 
 
-def checkpoint_path(checkpoint_dir: Path, project: ProjectInfo, number: int) -> Path:
+def project_checkpoint_dir(checkpoint_dir: Path, project: ProjectInfo) -> Path:
+    """One folder per project under ``checkpoint_dir`` (id first: two databases may hold a project of one name)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", project.name)
-    return Path(checkpoint_dir).resolve() / f"{project.id}-{safe}" / f"round-{number:04d}.pt"
+    return Path(checkpoint_dir).resolve() / f"{project.id}-{safe}"
+
+
+def checkpoint_path(checkpoint_dir: Path, project: ProjectInfo, number: int) -> Path:
+    return project_checkpoint_dir(checkpoint_dir, project) / f"round-{number:04d}.pt"
 
 
 # ------------------------------------------------------------------- the round
@@ -332,12 +337,18 @@ def _collect(store: Store, project: ProjectInfo, oracle: Oracle, skip_round: int
         log.info("collected %d label(s), %d rejected", counts.added, counts.rejected)
 
 
-def _train(store: Store, project: ProjectInfo, data: Dataset, cfg: training.TrainConfig, rnd: RoundInfo,
-           checkpoint_dir: Path, timings: dict[str, float], progress: bool, execution: Execution):
+def training_labels(store: Store, project: ProjectInfo, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The project's labeled pool items and their labels, in the order they were asked for (what a round and the
+    final model train on: the same order gives the same batches for the same seed)."""
     ids, labels = store.labels(project.id)
     ids_in_pool = np.isin(ids, data.pool.ids)
     ids, labels = ids[ids_in_pool], labels[ids_in_pool]  # items whose file vanished are not trained on
-    ids, labels = in_request_order(store, project, ids, labels)
+    return in_request_order(store, project, ids, labels)
+
+
+def _train(store: Store, project: ProjectInfo, data: Dataset, cfg: training.TrainConfig, rnd: RoundInfo,
+           checkpoint_dir: Path, timings: dict[str, float], progress: bool, execution: Execution):
+    ids, labels = training_labels(store, project, data)
     rounds = store.rounds(project.id)
     cfg = replace(cfg, seed=round_train_seed(cfg.seed, rounds, rnd.number))
     suite = cfg.robustness_config() if data.test is not None and data.test.has_targets else None
