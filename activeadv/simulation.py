@@ -35,7 +35,7 @@ from activeadv.progress import bar as progress_bar
 from activeadv.records import CurvePoint, RobustnessRow, robustness_at, worst_case
 from activeadv.robustness import evaluate_robustness
 from activeadv.stopping import StabilizingPredictions, cohen_kappa, stop_set
-from activeadv.training import TrainConfig, evaluate, predict_proba, stored_settings
+from activeadv.training import FINAL_RECIPE, TrainConfig, evaluate, predict_proba, stored_settings
 
 log = logging.getLogger(__name__)
 
@@ -554,6 +554,104 @@ def labeled_at(points: Sequence[CurvePoint], strategy: str, seed: int, labels: i
     raise ConfigError(f"{strategy} (seed {seed}) has no point at {labels} labels (it has: {reached})")
 
 
+# ------------------------------------------------------------- the final model of each curve
+FINAL_FILE = "final.jsonl"
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """One long training (``training.FINAL_RECIPE``) on the labels a curve had at its last round."""
+
+    strategy: str
+    seed: int
+    labels: int
+    accuracy: float
+    fgsm_accuracy: float | None
+    train_seconds: float
+
+
+def final_config(cfg: SimulationConfig, steps: int) -> TrainConfig:
+    """The run's training settings under the final recipe, ``steps`` long (the recipe's 3,000 unless told)."""
+    return replace(cfg.train, **{**FINAL_RECIPE, "unlabeled_min_steps": steps})
+
+
+def train_final_models(pool: Pool, test: Pool, points: Sequence[CurvePoint], cfg: SimulationConfig, steps: int, *,
+                       done: Sequence[FinalModel] = (), on_model: Callable[[FinalModel], None] | None = None,
+                       execution: Execution = Execution(), progress: bool = False) -> list[FinalModel]:
+    """What each curve's labels are worth once labeling stops: the model ``activeadv final-model`` would ship.
+
+    The curves' rounds train briefly so that a study fits in hours; the final
+    model is where the choice of labels shows at its best (docs/results.md).
+    One model per (strategy, seed), in the run's order; ``done`` (an
+    interrupted run's) are kept, not retrained.  The model seed is the
+    curve's seed, so every strategy of a seed trains from the same start.
+    """
+    fcfg = final_config(cfg, steps)
+    earlier = {(m.strategy, m.seed, m.labels): m for m in done}
+    curves: dict[tuple[str, int], int] = {}
+    for p in points:
+        curves[(p.strategy, p.seed)] = max(p.labels, curves.get((p.strategy, p.seed), 0))
+    models = []
+    for (name, seed), labels in curves.items():
+        if (name, seed, labels) in earlier:
+            models.append(earlier[(name, seed, labels)])
+            continue
+        ids = labeled_at(points, name, seed, labels)
+        tcfg = replace(fcfg, seed=seed)
+        log.info("final model of %s (seed %d) on its %d labels, %d steps", name, seed, labels, steps)
+        start = time.perf_counter()
+        model = execution.trainer()(pool, ids, pool.targets(ids), tcfg, progress=progress,
+                                    unlabeled_ids=np.setdiff1d(pool.ids, ids))
+        seconds = time.perf_counter() - start
+        metrics = evaluate(model, test, tcfg)
+        models.append(FinalModel(name, seed, labels, metrics.accuracy, metrics.fgsm_accuracy, seconds))
+        if on_model is not None:
+            on_model(models[-1])
+    return models
+
+
+def final_log(out_dir: Path, cfg: SimulationConfig, steps: int, *, resume: bool
+              ) -> tuple[list[FinalModel], Callable[[FinalModel], None]]:
+    """``(final models already logged, append)`` for ``out_dir/final.jsonl``; the first line holds the final
+    training's settings, and a log written with others is started afresh (its models measure something else)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / FINAL_FILE
+    settings = json.loads(json.dumps({"settings": settings_of(cfg), "final": final_config(cfg, steps).to_dict()}))
+    done: list[FinalModel] = []
+    if resume and path.exists():
+        try:
+            lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if lines and lines[0] == settings:
+                done = [FinalModel(**row) for row in lines[1:]]
+        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            log.warning("%s is unreadable (%s): its final models are trained again", path, exc)
+    if not done:
+        path.write_text(json.dumps(settings) + "\n")
+
+    def append(model: FinalModel) -> None:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(asdict(model)) + "\n")
+
+    return done, append
+
+
+def summarize_final(models: Sequence[FinalModel]) -> dict[str, dict[str, Any]]:
+    """Per strategy: the final models' accuracy (mean, std, per seed) and FGSM accuracy."""
+    by_strategy: dict[str, list[FinalModel]] = defaultdict(list)
+    for m in models:
+        by_strategy[m.strategy].append(m)
+    out = {}
+    for name, ms in by_strategy.items():
+        fgsm = [m.fgsm_accuracy for m in ms if m.fgsm_accuracy is not None]
+        out[name] = {"seeds": len(ms), "labels": sorted({m.labels for m in ms}),
+                     "accuracy_mean": float(np.mean([m.accuracy for m in ms])),
+                     "accuracy_std": float(np.std([m.accuracy for m in ms])),
+                     "accuracy": [m.accuracy for m in ms],
+                     "fgsm_accuracy_mean": float(np.mean(fgsm)) if fgsm else None,
+                     "train_seconds_mean": float(np.mean([m.train_seconds for m in ms]))}
+    return out
+
+
 def point_log(out_dir: Path, cfg: SimulationConfig, *, resume: bool
               ) -> tuple[list[tuple[CurvePoint, dict[str, float]]], Callable[[CurvePoint, dict[str, float]], None]]:
     """``(points already logged, append)`` for ``out_dir/points.jsonl``.
@@ -612,13 +710,18 @@ def plot_curves(points: Sequence[CurvePoint], path: Path, *, target: float | Non
     plt.close(fig)
 
 
-def write_outputs(result: SimulationResult, out_dir: Path) -> dict[str, Any]:
+def write_outputs(result: SimulationResult, out_dir: Path, finals: Sequence[FinalModel] = (),
+                  final_steps: int | None = None) -> dict[str, Any]:
     """curves.csv, summary.json, learning_curves.png (and robustness.csv with the suite on) in ``out_dir``;
-    returns the summary."""
+    returns the summary (with each strategy's ``final_model`` when ``finals`` are given)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = result.config
     summary = summarize(result.points, result.target_accuracy, result.dataset, result.reference_accuracy,
                         cfg.stopping, epsilon=cfg.train.epsilon)
+    if finals:
+        for name, stats in summarize_final(finals).items():
+            summary["strategies"][name]["final_model"] = stats
+        summary["final_model"] = final_config(cfg, final_steps or FINAL_RECIPE["unlabeled_min_steps"]).to_dict()
     summary["phase_seconds_per_round"] = result.phase_seconds
     summary["settings"] = {**settings_of(cfg), "seeds": list(cfg.seeds)}
     write_curves(result.points, out_dir / "curves.csv")

@@ -51,6 +51,8 @@ class SimulatePlan:
     device: str = "auto"
     execution: Execution = field(default_factory=Execution)  # where rounds train and score (--executor)
     jobs: int = 1  # curves side by side in this many local processes
+    final_model: bool = False  # then each curve's labels get one long training (training.FINAL_RECIPE)
+    final_steps: int = 3000
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,15 @@ def simulate(plan: SimulatePlan, out_dir: Path, *, database_url: str | None = No
     already exists: a simulation never creates a database.
     """
     from activeadv.data import load_dataset
-    from activeadv.simulation import SimulationConfig, point_log, write_outputs
+    from activeadv.simulation import (
+        FINAL_FILE,
+        SimulationConfig,
+        final_log,
+        held_out_split,
+        point_log,
+        train_final_models,
+        write_outputs,
+    )
     from activeadv.simulation import simulate as run_simulation
     from activeadv.stopping import StabilizingPredictions
 
@@ -90,9 +100,17 @@ def simulate(plan: SimulatePlan, out_dir: Path, *, database_url: str | None = No
     done, log_point = point_log(out_dir, cfg, resume=resume)
     result = run_simulation(data, cfg, progress=progress, on_point=log_point, done=done, execution=plan.execution,
                             jobs=plan.jobs)
-    summary = write_outputs(result, out_dir)
+    finals = []
+    if plan.final_model:
+        pool, test = held_out_split(data)
+        done_finals, log_final = final_log(out_dir, cfg, plan.final_steps, resume=resume)
+        finals = train_final_models(pool, test, result.points, cfg, plan.final_steps, done=done_finals,
+                                    on_model=log_final, execution=plan.execution, progress=progress)
+    summary = write_outputs(result, out_dir, finals, plan.final_steps)
     files = [out_dir / name for name in ("curves.csv", "robustness.csv", "summary.json", "learning_curves.png")
              if name != "robustness.csv" or any(p.robustness for p in result.points)]
+    if finals:
+        files.append(out_dir / FINAL_FILE)
     if database_url is None:
         if not Path(DEFAULT_DB_FILE).exists():
             return SimulateOutcome(summary, files, None)

@@ -22,11 +22,7 @@ from activeadv.errors import ConfigError
 from activeadv.execution import Execution
 from activeadv.records import EvalMetrics
 
-# the measured recipe (docs/results.md): VAT on the pool, 256 unlabeled items a step, 3,000 steps, shifted
-# images, weights averaged at 0.999; every other setting is the project's
-FINAL_RECIPE: dict[str, Any] = {"unlabeled": "vat", "unlabeled_min_steps": 3000, "unlabeled_batch_size": 256,
-                                "augment": True, "ema": 0.999}
-RECIPES = ("final", "project")
+RECIPES = ("final", "project")  # training.FINAL_RECIPE over the project's settings, or the project's alone
 
 
 @dataclass(frozen=True)
@@ -86,7 +82,7 @@ def train_final(ws: Workspace, name: str | None, plan: FinalPlan, *, progress: b
 
     project = ws.project(name)
     data = ws.dataset(project)
-    recipe = FINAL_RECIPE if plan.recipe == "final" else {}
+    recipe = training.FINAL_RECIPE if plan.recipe == "final" else {}
     settings = {**recipe, **plan.train_overrides}
     cfg = loop.train_config_for(project, **settings, seed=plan.seed, device=plan.device)
     ids, labels = loop.training_labels(ws.store, project, data)

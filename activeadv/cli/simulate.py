@@ -54,6 +54,12 @@ from activeadv.cli.common import (
 @click.option("--jobs", type=COUNT, default=1, show_default=True,
               help="Run curves (strategy x seed) side by side in this many processes, each with its share of the "
                    "torch threads; on a GPU, 2-4 processes keep it busier than one (docs/results.md).")
+@click.option("--final-model", is_flag=True,
+              help="After the curves, train each one's labels once more with the final-model recipe (as "
+                   "`activeadv final-model`: VAT, augmentation, averaging 0.999) and report its accuracy: what "
+                   "the chosen labels are worth once labeling stops (final.jsonl; kept by --resume).")
+@click.option("--final-steps", type=COUNT, default=3000, show_default=True,
+              help="Steps of each final model's training.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/simulate"),
               show_default=True, help="Folder for curves.csv, summary.json, learning_curves.png.")
 @db_option
@@ -62,7 +68,8 @@ from activeadv.cli.common import (
 def simulate_command(dataset: str, classes: str | None, strategies: str, initial: int, query_size: int,
                      budget: int, seeds: int, seed: int, subsample: int | None, dfal_add_adversarial: bool,
                      dfal_mode: str, target_accuracy: float | None, oracle_error: float, stop_window: int,
-                     stop_threshold: float, resume: bool, device: str, execution: Any, jobs: int, out_dir: Path,
+                     stop_threshold: float, resume: bool, device: str, execution: Any, jobs: int,
+                     final_model: bool, final_steps: int, out_dir: Path,
                      database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Compare selection strategies by simulation: hidden labels revealed on request.
 
@@ -84,7 +91,8 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
                         train=pop_train_values(train_kwargs), classes=parse_csv_list(classes) if classes else None,
                         subsample=subsample, dfal_add_adversarial=dfal_add_adversarial, dfal_mode=dfal_mode,
                         target_accuracy=target_accuracy, oracle_error=oracle_error, stop_window=stop_window,
-                        stop_threshold=stop_threshold, device=device, execution=execution, jobs=jobs)
+                        stop_threshold=stop_threshold, device=device, execution=execution, jobs=jobs,
+                        final_model=final_model, final_steps=final_steps)
     res = simulate(plan, out_dir, database_url=database_url, resume=resume, progress=not quiet)
     if as_json:
         echo_json(res.summary)
@@ -107,6 +115,14 @@ def format_summary(summary: dict) -> str:
         saving = "-" if s["saving_vs_random"] is None else f"{100 * s['saving_vs_random']:+.0f}%"
         lines.append(f"{name:<18}{s['aulc_mean']:>9.4f}±{s['aulc_std']:.4f}"
                      f"{s['final_accuracy_mean']:>9.4f}±{s['final_accuracy_std']:.4f}{reach:>20}{saving:>9}")
+    finals = {name: s["final_model"] for name, s in summary["strategies"].items() if s.get("final_model")}
+    if finals:
+        steps = summary.get("final_model", {}).get("unlabeled_min_steps")
+        lines.append(f"final model ({steps} steps) on each curve's last labels, mean over seeds (final.jsonl):")
+        for name, f in finals.items():
+            fgsm = "" if f["fgsm_accuracy_mean"] is None else f", FGSM {100 * f['fgsm_accuracy_mean']:.1f}%"
+            lines.append(f"  {name}: {100 * f['accuracy_mean']:.2f}±{100 * f['accuracy_std']:.2f}% on "
+                         f"{'/'.join(str(n) for n in f['labels'])} labels{fgsm}")
     suites = {name: s["robustness"] for name, s in summary["strategies"].items() if s.get("robustness")}
     if suites:
         lines.append("last round's robustness (accuracy at the training eps, mean over seeds; robustness.csv):")

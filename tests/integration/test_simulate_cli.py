@@ -238,3 +238,49 @@ def test_simulate_jobs_a_killed_worker_is_a_one_line_error_and_keeps_finished_ro
     for pid in workers[1:]:  # the other worker was stopped too, not left to go on with the next curve
         status = Path(f"/proc/{pid}/status")
         assert not status.exists() or "zombie" in status.read_text()
+
+
+def test_simulate_final_model_trains_each_curves_labels_with_the_recipe_and_resume_keeps_it(tmp_path, monkeypatch):
+    """--final-model: after the curves, one long training per curve on exactly the labels it ended with, with the
+    final recipe (VAT, averaging 0.999, --final-steps); final.jsonl keeps them for --resume."""
+    import activeadv.training as training
+    from activeadv.simulation import labeled_at, read_point_log
+
+    calls = []
+    real_train = training.train
+
+    def recording_train(pool, ids, labels, cfg, **kwargs):
+        calls.append((np.array(ids), cfg, kwargs.get("unlabeled_ids")))
+        return real_train(pool, ids, labels, cfg, **kwargs)
+
+    monkeypatch.setattr(training, "train", recording_train)
+    out = tmp_path / "run"
+    base = ["simulate", "--dataset", "digits", "--initial", "20", "--query-size", "10", "--budget", "30", "--seeds",
+            "1", "--target-accuracy", "0.5", "--strategies", "entropy", "--out", str(out), "--final-model", *FAST]
+    result = CliRunner().invoke(cli, [*base, "--final-steps", "12"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "final model (12 steps)" in result.output and "entropy:" in result.output
+    finals = [c for c in calls if c[1].ema == 0.999]
+    assert len(finals) == 1 and len(calls) == 3  # 2 rounds + 1 final model
+    ids, cfg, unlabeled = finals[0]
+    _, logged = read_point_log(out / "points.jsonl")
+    np.testing.assert_array_equal(ids, labeled_at([p for p, _ in logged], "entropy", 0, 30))
+    assert (cfg.unlabeled, cfg.unlabeled_min_steps, cfg.unlabeled_batch_size, cfg.augment) == ("vat", 12, 256, True)
+    assert cfg.min_steps == 15 and not set(unlabeled.tolist()) & set(ids.tolist())  # the run's own settings beside
+    lines = (out / "final.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0])["final"]["unlabeled_min_steps"] == 12
+    model = json.loads(lines[1])
+    assert (model["strategy"], model["seed"], model["labels"]) == ("entropy", 0, 30)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["strategies"]["entropy"]["final_model"]["accuracy"] == [model["accuracy"]]
+
+    # --resume keeps a logged final model (marked: a retrained one would have its real accuracy)
+    (out / "final.jsonl").write_text(lines[0] + "\n" + json.dumps({**model, "accuracy": 0.123456}) + "\n")
+    calls.clear()
+    again = CliRunner().invoke(cli, [*base, "--final-steps", "12", "--resume", "--json"], catch_exceptions=False)
+    assert again.exit_code == 0 and calls == []
+    assert json.loads(again.output)["strategies"]["entropy"]["final_model"]["accuracy"] == [0.123456]
+    # other final settings: the log measured something else, so the final model is trained again
+    longer = CliRunner().invoke(cli, [*base, "--final-steps", "13", "--resume", "--json"], catch_exceptions=False)
+    assert longer.exit_code == 0 and len(calls) == 1 and calls[0][1].unlabeled_min_steps == 13
+    assert json.loads(longer.output)["strategies"]["entropy"]["final_model"]["accuracy"] != [0.123456]
