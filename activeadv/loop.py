@@ -74,6 +74,7 @@ class RoundOptions:
     seed: int = 0
     strategy_params: dict = field(default_factory=dict)
     execution: Execution = field(default_factory=Execution)  # where the pool is scored and the model trained
+    random_until: int = 0  # rounds pick at random while the project holds fewer labels (cold start)
 
     def __post_init__(self) -> None:
         if self.query_size < 1:
@@ -146,6 +147,8 @@ def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle,
         phase_done("collected")
         if rnd is None:
             rnd = _start(store, project, opts, strategy)
+            if rnd.strategy != strategy.name and rnd.strategy != SEED_STRATEGY:  # --random-until chose random
+                strategy = acquisition.make_strategy(rnd.strategy, **rnd.strategy_params)
         else:
             log.info("resuming round %d (%s)", rnd.number, rnd.state)
             strategy = _resumed_strategy(rnd, strategy)
@@ -311,6 +314,10 @@ def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy: acq
         if waiting:
             log.warning("%d requested item(s) are still unanswered; training on the %d labels there are",
                         waiting, len(labeled))
+        if len(labeled) < opts.random_until:
+            log.info("%d labels, under --random-until %d: this round picks at random", len(labeled),
+                     opts.random_until)
+            strategy = acquisition.make_strategy("random")
         return store.start_round(project.id, strategy.name, opts.query_size, params=strategy.params())
     if waiting:
         raise ConfigError(f"no labels yet: {waiting} requested item(s) are still waiting for annotators")

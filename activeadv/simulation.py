@@ -54,6 +54,7 @@ class SimulationConfig:
     dfal_mode: str = "fast"  # "exact": full DeepFool on every candidate
     stopping: StabilizingPredictions = field(default_factory=StabilizingPredictions)
     train: TrainConfig = field(default_factory=TrainConfig)
+    random_until: int = 0  # rounds pick at random while a curve holds fewer labels (cold start)
 
     def strategy_params(self, name: str) -> dict[str, object]:
         return {"mode": self.dfal_mode} if name.partition("+")[0] == "dfal" else {}
@@ -280,6 +281,7 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
                rounds: int, execution: Execution):
     """One learning curve: yields ``(CurvePoint, {phase: seconds})`` after each round."""
     strategy = make_strategy(name, **cfg.strategy_params(name))
+    cold_start = make_strategy("random")  # while the curve holds fewer than cfg.random_until labels
     oracle = SimulatedOracle(pool, error_rate=cfg.oracle_error, seed=seed)
     rng = np.random.default_rng([seed, 1])  # selection randomness, independent of the initial set
     names = {n: i for i, n in enumerate(pool.class_names)}
@@ -327,7 +329,8 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
         if remaining <= 0 or round_no == rounds - 1:
             yield point, phases
             return
-        selection = select(strategy, model, pool, pool.ids, min(cfg.query_size, remaining), rng=rng,
+        chooser = cold_start if len(labeled) < cfg.random_until else strategy
+        selection = select(chooser, model, pool, pool.ids, min(cfg.query_size, remaining), rng=rng,
                            labeled_ids=labeled, subsample=cfg.subsample, ranker=ranker)
         phases["select"] = time.perf_counter() - t2
         oracle.request(selection, round_no)
@@ -496,7 +499,7 @@ def settings_of(cfg: SimulationConfig) -> dict[str, Any]:
             "subsample": cfg.subsample, "dfal_add_adversarial": cfg.dfal_add_adversarial,
             "dfal_mode": cfg.dfal_mode, "oracle_error": cfg.oracle_error,
             "stopping": {"window": cfg.stopping.window, "threshold": cfg.stopping.threshold},
-            "train": cfg.train.to_dict()}
+            "random_until": cfg.random_until, "train": cfg.train.to_dict()}
 
 
 # settings renamed since logs were first written: old name -> today's
@@ -511,6 +514,7 @@ def normalized_settings(settings: dict[str, Any]) -> dict[str, Any]:
     an option existed, when the run did not use it.
     """
     out = {RENAMED_SETTINGS.get(k, k): v for k, v in settings.items()}
+    out.setdefault("random_until", 0)  # logs from before --random-until never picked at random after the start
     out["train"] = json.loads(json.dumps(stored_settings(out.get("train", {}))))
     return out
 

@@ -52,6 +52,7 @@ class SimulatePlan:
     execution: Execution = field(default_factory=Execution)  # where rounds train and score (--executor)
     jobs: int = 1  # curves side by side in this many local processes
     final_model: bool = False  # then each curve's labels get one long training (training.FINAL_RECIPE)
+    random_until: int = 0
     final_steps: int = 3000
 
 
@@ -93,6 +94,7 @@ def simulate(plan: SimulatePlan, out_dir: Path, *, database_url: str | None = No
                            dfal_mode=plan.dfal_mode, target_accuracy=plan.target_accuracy,
                            oracle_error=plan.oracle_error,
                            stopping=StabilizingPredictions(plan.stop_window, plan.stop_threshold),
+                           random_until=plan.random_until,
                            train=train_config(plan.train, seed=plan.seed, device=plan.device))
     data = load_dataset(plan.dataset, class_names=plan.classes)
     if database_url is not None:

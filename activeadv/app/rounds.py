@@ -53,6 +53,7 @@ class RoundPlan:
     force_unlock: bool = False
     train_overrides: dict[str, Any] = field(default_factory=dict)  # options typed now; the project's otherwise
     execution: Execution = field(default_factory=Execution)  # local, or Ray (the `ray` extra): scoring, training
+    random_until: int = 0  # rounds pick at random while the project holds fewer labels
 
 
 def oracle_kind(kind: str | None, project: ProjectInfo) -> str:
@@ -109,7 +110,8 @@ class _Prepared:
 
         resolve_device(plan.device)  # a bad --device fails before anything else
         self.opts = RoundOptions(strategy=plan.strategy, query_size=plan.query_size, initial=plan.initial,
-                                 subsample=plan.subsample, seed=plan.seed, execution=plan.execution)
+                                 subsample=plan.subsample, seed=plan.seed, execution=plan.execution,
+                                 random_until=plan.random_until)
         self.project = ws.project(name)
         self.cfg = train_config_for(self.project, **plan.train_overrides, seed=plan.seed, device=plan.device)
         self.data = ws.dataset(self.project)

@@ -14,6 +14,11 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 COUNT = click.IntRange(1, 2**31 - 1)
 seed_option = click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
                            help="Random seed (deterministic runs).")
+random_until_option = click.option(
+    "--random-until", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True, metavar="N",
+    help="Cold start: rounds pick at random while fewer than N labels are held, then the strategy (a model of a "
+         "few dozen labels puts its boundary in the wrong places; docs/results.md); 0: the strategy from the "
+         "first round.")
 device_option = click.option(
     "--device",
     default="auto",

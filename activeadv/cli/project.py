@@ -24,6 +24,7 @@ from activeadv.cli.common import (
     json_option,
     parse_csv_list,
     quiet_option,
+    random_until_option,
     seed_option,
     stop_options,
     subsample_option,
@@ -188,6 +189,7 @@ def round_options(func):
         click.option("--query-size", type=COUNT, default=20, show_default=True, help="Items to request per round."),
         click.option("--initial", type=COUNT, default=None,
                      help="Size of the random seed set when the project has no labels yet [default: --query-size]."),
+        random_until_option,
         click.option("--oracle", type=click.Choice(["none", "simulated", "labelstudio"]), default=None,
                      help=ORACLE_HELP),
         click.option("--oracle-error", type=float, default=0.0, show_default=True,
@@ -235,7 +237,7 @@ def _plan(ctx: click.Context, train_kwargs: dict, **options: Any):
 @round_options
 @click.pass_context
 def round_command(ctx: click.Context, project_name: str | None, strategy: str, query_size: int,
-                  initial: int | None, oracle: str | None, oracle_error: float, ls_url: str | None,
+                  initial: int | None, random_until: int, oracle: str | None, oracle_error: float, ls_url: str | None,
                   subsample: int | None, execution: Any, seed: int,
                   device: str, checkpoint_dir: Path | None, force_unlock: bool,
                   database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
@@ -252,7 +254,8 @@ def round_command(ctx: click.Context, project_name: str | None, strategy: str, q
     """
     from activeadv.app.rounds import run_round
 
-    plan = _plan(ctx, train_kwargs, strategy=strategy, query_size=query_size, initial=initial, oracle=oracle,
+    plan = _plan(ctx, train_kwargs, strategy=strategy, query_size=query_size, initial=initial,
+                 random_until=random_until, oracle=oracle,
                  oracle_error=oracle_error, ls_url=ls_url, subsample=subsample, execution=execution,
                  seed=seed, device=device,
                  checkpoint_dir=checkpoint_dir, force_unlock=force_unlock)
@@ -289,9 +292,9 @@ def round_command(ctx: click.Context, project_name: str | None, strategy: str, q
 def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_new_labels: int | None,
                 poll_seconds: float, timeout: float | None, auto_accuracy: float | None, until_stable: bool,
                 stop_window: int, stop_threshold: float, strategy: str,
-                query_size: int, initial: int | None, oracle: str | None, oracle_error: float, ls_url: str | None,
-                subsample: int | None, execution: Any, seed: int,
-                  device: str, checkpoint_dir: Path | None, force_unlock: bool,
+                query_size: int, initial: int | None, random_until: int, oracle: str | None, oracle_error: float,
+                ls_url: str | None, subsample: int | None, execution: Any, seed: int, device: str,
+                checkpoint_dir: Path | None, force_unlock: bool,
                 database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Run several rounds, waiting for annotators between them; prints the learning curve at the end.
 
@@ -306,7 +309,8 @@ def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_n
     """
     from activeadv.app.rounds import RunPlan, run_rounds
 
-    plan = _plan(ctx, train_kwargs, strategy=strategy, query_size=query_size, initial=initial, oracle=oracle,
+    plan = _plan(ctx, train_kwargs, strategy=strategy, query_size=query_size, initial=initial,
+                 random_until=random_until, oracle=oracle,
                  oracle_error=oracle_error, ls_url=ls_url, subsample=subsample, execution=execution,
                  seed=seed, device=device,
                  checkpoint_dir=checkpoint_dir, force_unlock=force_unlock)

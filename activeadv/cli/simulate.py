@@ -17,6 +17,7 @@ from activeadv.cli.common import (
     parse_csv_list,
     pop_train_values,
     quiet_option,
+    random_until_option,
     seed_option,
     stop_options,
     subsample_option,
@@ -54,6 +55,7 @@ from activeadv.cli.common import (
 @click.option("--jobs", type=COUNT, default=1, show_default=True,
               help="Run curves (strategy x seed) side by side in this many processes, each with its share of the "
                    "torch threads; on a GPU, 2-4 processes keep it busier than one (docs/results.md).")
+@random_until_option
 @click.option("--final-model", is_flag=True,
               help="After the curves, train each one's labels once more with the final-model recipe (as "
                    "`activeadv final-model`: VAT, augmentation, averaging 0.999) and report its accuracy: what "
@@ -69,7 +71,7 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
                      budget: int, seeds: int, seed: int, subsample: int | None, dfal_add_adversarial: bool,
                      dfal_mode: str, target_accuracy: float | None, oracle_error: float, stop_window: int,
                      stop_threshold: float, resume: bool, device: str, execution: Any, jobs: int,
-                     final_model: bool, final_steps: int, out_dir: Path,
+                     random_until: int, final_model: bool, final_steps: int, out_dir: Path,
                      database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Compare selection strategies by simulation: hidden labels revealed on request.
 
@@ -92,7 +94,7 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
                         subsample=subsample, dfal_add_adversarial=dfal_add_adversarial, dfal_mode=dfal_mode,
                         target_accuracy=target_accuracy, oracle_error=oracle_error, stop_window=stop_window,
                         stop_threshold=stop_threshold, device=device, execution=execution, jobs=jobs,
-                        final_model=final_model, final_steps=final_steps)
+                        final_model=final_model, final_steps=final_steps, random_until=random_until)
     res = simulate(plan, out_dir, database_url=database_url, resume=resume, progress=not quiet)
     if as_json:
         echo_json(res.summary)

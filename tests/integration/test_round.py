@@ -288,3 +288,15 @@ def test_rounds_record_agreement_status_shows_the_stopping_rule_and_run_stops_wh
     rows = list(csv.DictReader(open(tmp_path / "rep" / "rounds.csv")))
     assert "stop_agreement" in rows[0] and rows[-1]["stop_agreement"] != ""
     assert "accuracy.png" in report
+
+
+def test_random_until_makes_the_first_rounds_random_then_the_strategy(project, tmp_path):
+    """`--random-until 15`: a round started with fewer labels picks at random (and is stored as random, so a
+    crashed one finishes as random); from 15 labels on, the strategy asked for."""
+    common = ["--db", project, "--oracle", "simulated", "--query-size", "5", "-q", "--strategy", "entropy",
+              "--random-until", "15", "--checkpoint-dir", str(tmp_path / "ck")]
+    invoke("round", *common)  # after the fixture's seed round, 10 labels < 15: random
+    invoke("round", *common)  # 15: entropy
+    with Store.open(project) as store:
+        rounds = store.rounds(store.get_project().id)
+    assert [(r.strategy, r.labels_used) for r in rounds] == [("seed", None), ("random", 10), ("entropy", 15)]

@@ -284,3 +284,23 @@ def test_simulate_final_model_trains_each_curves_labels_with_the_recipe_and_resu
     longer = CliRunner().invoke(cli, [*base, "--final-steps", "13", "--resume", "--json"], catch_exceptions=False)
     assert longer.exit_code == 0 and len(calls) == 1 and calls[0][1].unlabeled_min_steps == 13
     assert json.loads(longer.output)["strategies"]["entropy"]["final_model"]["accuracy"] != [0.123456]
+
+
+def test_simulate_random_until_picks_at_random_while_the_curve_is_small(tmp_path):
+    """--random-until N: a curve's rounds pick exactly what random picks while it holds fewer than N labels,
+    then its own strategy; the setting is part of the run's settings (resume)."""
+    from activeadv.simulation import read_point_log
+
+    out = tmp_path / "run"
+    args = ["simulate", "--dataset", "digits", "--initial", "20", "--query-size", "10", "--budget", "40", "--seeds",
+            "1", "--target-accuracy", "0.5", "--strategies", "random,entropy", "--random-until", "30",
+            "--out", str(out), *FAST]
+    assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
+    settings, logged = read_point_log(out / "points.jsonl")
+    assert settings["random_until"] == 30
+    added = {(p.strategy, p.labels): set(p.added) for p, _ in logged}
+    assert added[("entropy", 30)] == added[("random", 30)]  # 20 labels < 30: a random round, the same draw
+    assert added[("entropy", 40)] != added[("random", 40)]  # 30 labels: entropy's own pick
+    other = CliRunner().invoke(cli, [*args[:-len(FAST) - 2], "--random-until", "0", "--out", str(out), "--resume",
+                                     *FAST])
+    assert other.exit_code != 0 and "other settings" in other.output
