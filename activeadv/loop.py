@@ -146,9 +146,7 @@ def run_round(store: Store, project: ProjectInfo, data: Dataset, oracle: Oracle,
             _collect(store, project, oracle, skip_round=rnd.id if rnd and rnd.state == "selected" else None)
         phase_done("collected")
         if rnd is None:
-            rnd = _start(store, project, opts, strategy)
-            if rnd.strategy != strategy.name and rnd.strategy != SEED_STRATEGY:  # --random-until chose random
-                strategy = acquisition.make_strategy(rnd.strategy, **rnd.strategy_params)
+            rnd, strategy = _start(store, project, opts, strategy)
         else:
             log.info("resuming round %d (%s)", rnd.number, rnd.state)
             strategy = _resumed_strategy(rnd, strategy)
@@ -307,7 +305,9 @@ def _resumed_strategy(rnd: RoundInfo, asked: acquisition.Strategy) -> acquisitio
     return own
 
 
-def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy: acquisition.Strategy) -> RoundInfo:
+def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy: acquisition.Strategy
+           ) -> tuple[RoundInfo, acquisition.Strategy]:
+    """A new round and the strategy it selects with (random under ``--random-until``)."""
     labeled, _ = store.labels(project.id)
     waiting = sum(len(sel) for _, sel in store.pending(project.id))
     if len(labeled):
@@ -318,7 +318,7 @@ def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy: acq
             log.info("%d labels, under --random-until %d: this round picks at random", len(labeled),
                      opts.random_until)
             strategy = acquisition.make_strategy("random")
-        return store.start_round(project.id, strategy.name, opts.query_size, params=strategy.params())
+        return store.start_round(project.id, strategy.name, opts.query_size, params=strategy.params()), strategy
     if waiting:
         raise ConfigError(f"no labels yet: {waiting} requested item(s) are still waiting for annotators")
     if store.rounds(project.id):
@@ -326,7 +326,7 @@ def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy: acq
                           "import labels with `activeadv labels import`")
     size = opts.initial or opts.query_size
     log.info("no labels yet: seed round requests %d random items", size)
-    return store.start_round(project.id, SEED_STRATEGY, size)
+    return store.start_round(project.id, SEED_STRATEGY, size), strategy
 
 
 def _collect(store: Store, project: ProjectInfo, oracle: Oracle, skip_round: int | None) -> None:
