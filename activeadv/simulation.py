@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -158,7 +158,8 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
                                             execution):
                 arrived((seed, name), point, phases)
     else:
-        _run_curves_in_processes(pool, test, cfg, rounds, pending, min(jobs, len(pending)), arrived)
+        _run_in_processes(_curve_job, (pool, test, cfg, rounds), pending, min(jobs, len(pending)),
+                          lambda key, item: arrived(key, *item), saved="the rounds finished so far are in points.jsonl")
     bar.close()
     # the order of a sequential run, whichever process finished first
     order = {(seed, name): i for i, (seed, name) in enumerate((s, n) for s in cfg.seeds for n in cfg.strategies)}
@@ -178,19 +179,24 @@ def _initial_set(pool: Pool, cfg: SimulationConfig, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(pool.ids, cfg.initial, replace=False))
 
 
-def _worker_main(pool: Pool, test: Pool, cfg: SimulationConfig, rounds: int, threads: int, channel: Any) -> None:
-    """One process of ``_run_curves_in_processes``: receives (seed, strategy) curves until ``None`` and sends each
-    round's point back, then ``done`` (or ``error``) for the curve."""
+def _curve_job(pool: Pool, test: Pool, cfg: SimulationConfig, rounds: int,
+               key: tuple[int, str]) -> Iterator[tuple[CurvePoint, dict[str, float]]]:
+    """One (seed, strategy) curve in a worker process: its rounds' points, as they end."""
+    seed, name = key
+    yield from _run_curve(pool, test, name, seed, _initial_set(pool, cfg, seed), cfg, rounds, Execution())
+
+
+def _worker_main(job: Callable[..., Iterator[Any]], args: tuple[Any, ...], threads: int, channel: Any) -> None:
+    """One process of ``_run_in_processes``: receives keys until ``None``, sends each item ``job(*args, key)``
+    yields, then ``done`` (or ``error``) for the key."""
     import traceback
 
     torch.set_num_threads(threads)
     try:
         while (key := channel.recv()) is not None:
-            seed, name = key
             try:
-                for item in _run_curve(pool, test, name, seed, _initial_set(pool, cfg, seed), cfg, rounds,
-                                       Execution()):
-                    channel.send(("point", key, item))
+                for item in job(*args, key):
+                    channel.send(("item", key, item))
             except ConfigError as exc:
                 channel.send(("error", key, str(exc)))
                 return
@@ -203,35 +209,35 @@ def _worker_main(pool: Pool, test: Pool, cfg: SimulationConfig, rounds: int, thr
         return
 
 
-def _run_curves_in_processes(pool: Pool, test: Pool, cfg: SimulationConfig, rounds: int,
-                             pending: list[tuple[int, str]], jobs: int,
-                             arrived: Callable[[tuple[int, str], CurvePoint, dict[str, float]], None]) -> None:
-    """Run the ``pending`` (seed, strategy) curves in ``jobs`` spawned processes; ``arrived`` gets each point as
-    its round ends (so the log keeps every finished round of a run stopped at a deadline).
+def _run_in_processes(job: Callable[..., Iterator[Any]], args: tuple[Any, ...], keys: Sequence[Any], jobs: int,
+                      arrived: Callable[[Any, Any], None], *, saved: str) -> None:
+    """Run ``job(*args, key)`` for every key in ``jobs`` spawned processes; ``arrived(key, item)`` gets each item
+    as it is yielded (so the log keeps every finished round of a run stopped at a deadline).
 
     Spawned, not forked: a fork of a process that has started torch's thread
-    pools or CUDA can deadlock.  The pools travel once per process, not once
-    per curve; each process has a pipe to this one and gets its next curve
-    when it finishes one.  The torch threads of this process are shared out,
-    so N processes do not oversubscribe the cores.  A process that dies
-    (killed, out of memory) is a one-line error, and an error or Ctrl-C here
-    stops every process: none goes on with the next curve.
+    pools or CUDA can deadlock.  ``args`` (the pools) travel once per
+    process, not once per key; each process has a pipe to this one and gets
+    its next key when it finishes one.  The torch threads of this process
+    are shared out, so N processes do not oversubscribe the cores.  A process
+    that dies (killed, out of memory) is a one-line error naming where the
+    finished work is (``saved``), and an error or Ctrl-C here stops every
+    process: none goes on with the next key.
     """
     import multiprocessing
     from multiprocessing.connection import wait
 
     threads = max(1, torch.get_num_threads() // jobs)
     context = multiprocessing.get_context("spawn")
-    todo = list(pending)
+    todo = list(keys)
     workers = []
     for i in range(jobs):
         mine, theirs = context.Pipe()
-        proc = context.Process(target=_worker_main, args=(pool, test, cfg, rounds, threads, theirs),
+        proc = context.Process(target=_worker_main, args=(job, args, threads, theirs),
                                name=f"activeadv-simulate-{i}", daemon=True)
         proc.start()
         theirs.close()  # only the worker's copy stays open: its death closes the pipe
         workers.append((proc, mine))
-    active = []  # the pipes of processes working on a curve; one told to stop is never read again
+    active = []  # the pipes of processes working on a key; one told to stop is never read again
     try:
         for _, channel in workers:
             if todo:
@@ -240,16 +246,16 @@ def _run_curves_in_processes(pool: Pool, test: Pool, cfg: SimulationConfig, roun
             else:
                 channel.send(None)
         finished = 0
-        while finished < len(pending):
+        while finished < len(keys):
             for ready in wait(active):
                 channel = next(c for c in active if c is ready)
                 try:
                     kind, key, payload = channel.recv()
                 except EOFError:
-                    raise ConfigError("a simulate worker process died (killed, or out of memory); the rounds "
-                                      "finished so far are in points.jsonl: run again with --resume") from None
-                if kind == "point":
-                    arrived(key, *payload)
+                    raise ConfigError(f"a simulate worker process died (killed, or out of memory); {saved}: "
+                                      "run again with --resume") from None
+                if kind == "item":
+                    arrived(key, payload)
                 elif kind == "done":
                     finished += 1
                     if todo:
@@ -258,7 +264,7 @@ def _run_curves_in_processes(pool: Pool, test: Pool, cfg: SimulationConfig, roun
                         channel.send(None)
                         active.remove(channel)
                 else:
-                    raise ConfigError(f"{payload} (curve {key[1]}, seed {key[0]})")
+                    raise ConfigError(f"{payload} ({_describe_key(key)})")
         for proc, _ in workers:
             proc.join()
     finally:
@@ -267,6 +273,14 @@ def _run_curves_in_processes(pool: Pool, test: Pool, cfg: SimulationConfig, roun
                 proc.terminate()
             proc.join()
             channel.close()
+
+
+def _describe_key(key: Any) -> str:
+    """``curve dfal, seed 0`` for a curve's (seed, strategy), ``final model of dfal, seed 0`` for a final one's
+    (strategy, seed, labels): the one-line error says which work failed."""
+    if len(key) == 2:
+        return f"curve {key[1]}, seed {key[0]}"
+    return f"final model of {key[0]}, seed {key[1]}"
 
 
 def _complete_curves(points: Sequence[CurvePoint], rounds: int) -> dict[tuple[str, int], list[CurvePoint]]:
@@ -581,37 +595,65 @@ def final_config(cfg: SimulationConfig, steps: int) -> TrainConfig:
 
 def train_final_models(pool: Pool, test: Pool, points: Sequence[CurvePoint], cfg: SimulationConfig, steps: int, *,
                        done: Sequence[FinalModel] = (), on_model: Callable[[FinalModel], None] | None = None,
-                       execution: Execution = Execution(), progress: bool = False) -> list[FinalModel]:
+                       execution: Execution = Execution(), progress: bool = False, jobs: int = 1
+                       ) -> list[FinalModel]:
     """What each curve's labels are worth once labeling stops: the model ``activeadv final-model`` would ship.
 
     The curves' rounds train briefly so that a study fits in hours; the final
     model is where the choice of labels shows at its best (docs/results.md).
-    One model per (strategy, seed), in the run's order; ``done`` (an
+    One model per (strategy, seed), returned in the run's order; ``done`` (an
     interrupted run's) are kept, not retrained.  The model seed is the
     curve's seed, so every strategy of a seed trains from the same start.
+    ``jobs`` > 1 trains that many side by side in local processes (as the
+    curves' ``--jobs``); ``on_model`` gets each as it finishes, in any order.
     """
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     fcfg = final_config(cfg, steps)
     earlier = {(m.strategy, m.seed, m.labels): m for m in done}
     curves: dict[tuple[str, int], int] = {}
     for p in points:
         curves[(p.strategy, p.seed)] = max(p.labels, curves.get((p.strategy, p.seed), 0))
-    models = []
-    for (name, seed), labels in curves.items():
-        if (name, seed, labels) in earlier:
-            models.append(earlier[(name, seed, labels)])
-            continue
-        ids = labeled_at(points, name, seed, labels)
-        tcfg = replace(fcfg, seed=seed)
-        log.info("final model of %s (seed %d) on its %d labels, %d steps", name, seed, labels, steps)
-        start = time.perf_counter()
-        model = execution.trainer()(pool, ids, pool.targets(ids), tcfg, progress=progress,
-                                    unlabeled_ids=np.setdiff1d(pool.ids, ids))
-        seconds = time.perf_counter() - start
-        metrics = evaluate(model, test, tcfg)
-        models.append(FinalModel(name, seed, labels, metrics.accuracy, metrics.fgsm_accuracy, seconds))
+    keys = [(name, seed, labels) for (name, seed), labels in curves.items()]
+    for key in keys:  # a log without the chosen ids fails now, not after hours of the other trainings
+        if key not in earlier:
+            labeled_at(points, *key)
+    models = {key: earlier[key] for key in keys if key in earlier}
+    todo = [key for key in keys if key not in models]
+
+    def arrived(key: tuple[str, int, int], model: FinalModel) -> None:
+        models[key] = model
         if on_model is not None:
-            on_model(models[-1])
-    return models
+            on_model(model)
+
+    if jobs == 1 or len(todo) <= 1 or execution.on_ray:
+        for key in todo:
+            arrived(key, _train_final(pool, test, fcfg, points, key, execution, progress))
+    else:
+        _run_in_processes(_final_job, (pool, test, fcfg, list(points)), todo, min(jobs, len(todo)), arrived,
+                          saved=f"the final models trained so far are in {FINAL_FILE}")
+    return [models[key] for key in keys]
+
+
+def _train_final(pool: Pool, test: Pool, fcfg: TrainConfig, points: Sequence[CurvePoint],
+                 key: tuple[str, int, int], execution: Execution, progress: bool) -> FinalModel:
+    name, seed, labels = key
+    ids = labeled_at(points, name, seed, labels)
+    tcfg = replace(fcfg, seed=seed)
+    log.info("final model of %s (seed %d) on its %d labels, %d steps", name, seed, labels,
+             fcfg.unlabeled_min_steps)
+    start = time.perf_counter()
+    model = execution.trainer()(pool, ids, pool.targets(ids), tcfg, progress=progress,
+                                unlabeled_ids=np.setdiff1d(pool.ids, ids))
+    seconds = time.perf_counter() - start
+    metrics = evaluate(model, test, tcfg)
+    return FinalModel(name, seed, labels, metrics.accuracy, metrics.fgsm_accuracy, seconds)
+
+
+def _final_job(pool: Pool, test: Pool, fcfg: TrainConfig, points: Sequence[CurvePoint],
+               key: tuple[str, int, int]) -> Iterator[FinalModel]:
+    """One curve's final model in a worker process."""
+    yield _train_final(pool, test, fcfg, points, key, Execution(), False)
 
 
 def final_log(out_dir: Path, cfg: SimulationConfig, steps: int, *, resume: bool

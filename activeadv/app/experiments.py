@@ -107,7 +107,8 @@ def simulate(plan: SimulatePlan, out_dir: Path, *, database_url: str | None = No
         pool, test = held_out_split(data)
         done_finals, log_final = final_log(out_dir, cfg, plan.final_steps, resume=resume)
         finals = train_final_models(pool, test, result.points, cfg, plan.final_steps, done=done_finals,
-                                    on_model=log_final, execution=plan.execution, progress=progress)
+                                    on_model=log_final, execution=plan.execution, progress=progress,
+                                    jobs=plan.jobs)
     summary = write_outputs(result, out_dir, finals, plan.final_steps)
     files = [out_dir / name for name in ("curves.csv", "robustness.csv", "summary.json", "learning_curves.png")
              if name != "robustness.csv" or any(p.robustness for p in result.points)]

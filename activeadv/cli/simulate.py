@@ -53,8 +53,9 @@ from activeadv.cli.common import (
 @device_option
 @executor_options
 @click.option("--jobs", type=COUNT, default=1, show_default=True,
-              help="Run curves (strategy x seed) side by side in this many processes, each with its share of the "
-                   "torch threads; on a GPU, 2-4 processes keep it busier than one (docs/results.md).")
+              help="Run curves (strategy x seed), then their final models, side by side in this many processes, "
+                   "each with its share of the torch threads; on a GPU, 2-4 processes keep it busier than one "
+                   "(docs/results.md).")
 @random_until_option
 @click.option("--final-model", is_flag=True,
               help="After the curves, train each one's labels once more with the final-model recipe (as "

@@ -125,10 +125,11 @@ def test_simulate_resume_keeps_finished_curves_and_refuses_other_settings(tmp_pa
 def test_simulate_jobs_runs_curves_in_processes_with_the_same_points(tmp_path):
     """--jobs 2 spreads (strategy, seed) curves over two spawned processes: the same points as one process (both
     at one torch thread: a process's share of threads is part of what decides its floating point), every curve
-    logged for --resume, and the rows in the order of a sequential run."""
+    logged for --resume, and the rows in the order of a sequential run.  The final models (--final-model) are
+    spread the same way: the same models, in the run's order in the summary."""
     base = [sys.executable, "-m", "activeadv", "simulate", "--dataset", "digits", "--strategies", "random,dfal",
             "--initial", "20", "--query-size", "10", "--budget", "40", "--seeds", "2", "--target-accuracy", "0.5",
-            *FAST]
+            "--final-model", "--final-steps", "12", *FAST]
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     outs = {}
     for jobs in (1, 2):
@@ -141,6 +142,17 @@ def test_simulate_jobs_runs_curves_in_processes_with_the_same_points(tmp_path):
     logged = [json.loads(line) for line in (outs[2] / "points.jsonl").read_text().splitlines()[1:]]
     assert sorted((p["strategy"], p["seed"], p["round"]) for p in logged) == sorted(
         (s, seed, r) for s in ("random", "dfal") for seed in (0, 1) for r in range(3))
+    finals = {}
+    for jobs in (1, 2):
+        rows = [json.loads(line) for line in (outs[jobs] / "final.jsonl").read_text().splitlines()[1:]]
+        finals[jobs] = sorted((r["strategy"], r["seed"], r["labels"], r["accuracy"]) for r in rows)
+    assert finals[1] == finals[2] and [f[:3] for f in finals[1]] == sorted(
+        (s, seed, 40) for s in ("random", "dfal") for seed in (0, 1))
+    summaries = [json.loads((outs[j] / "summary.json").read_text())["strategies"] for j in (1, 2)]
+    for name in ("random", "dfal"):  # seed 0's model first, then seed 1's, whichever process finished first
+        accuracies = [dict(((r[1], r[0]), r[3]) for r in finals[1])[(seed, name)] for seed in (0, 1)]
+        assert summaries[0][name]["final_model"]["accuracy"] == summaries[1][name]["final_model"]["accuracy"] == \
+            accuracies
 
 
 def test_simulate_jobs_refuses_ray_and_zero(tmp_path):
