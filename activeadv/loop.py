@@ -74,7 +74,10 @@ class RoundOptions:
     seed: int = 0
     strategy_params: dict = field(default_factory=dict)
     execution: Execution = field(default_factory=Execution)  # where the pool is scored and the model trained
-    random_until: int = 0  # rounds pick at random while the project holds fewer labels (cold start)
+    # cold start: rounds pick at random while the project holds fewer labels; None: the first round after the
+    # seed round (or after imported labels) is random, then the strategy (docs/results.md: dfal's first pick by a
+    # model of 20 labels costs more than a random round, in MNIST and not on digits)
+    random_until: int | None = None
 
     def __post_init__(self) -> None:
         if self.query_size < 1:
@@ -305,6 +308,14 @@ def _resumed_strategy(rnd: RoundInfo, asked: acquisition.Strategy) -> acquisitio
     return own
 
 
+def _cold(store: Store, project: ProjectInfo, opts: RoundOptions, labels: int) -> bool:
+    """Whether a new round with ``labels`` held picks at random: under ``--random-until``, or by default when no
+    round but the seed round has picked yet."""
+    if opts.random_until is not None:
+        return labels < opts.random_until
+    return all(r.strategy == SEED_STRATEGY for r in store.rounds(project.id))
+
+
 def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy: acquisition.Strategy
            ) -> tuple[RoundInfo, acquisition.Strategy]:
     """A new round and the strategy it selects with (random under ``--random-until``)."""
@@ -314,9 +325,8 @@ def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy: acq
         if waiting:
             log.warning("%d requested item(s) are still unanswered; training on the %d labels there are",
                         waiting, len(labeled))
-        if len(labeled) < opts.random_until:
-            log.info("%d labels, under --random-until %d: this round picks at random", len(labeled),
-                     opts.random_until)
+        if _cold(store, project, opts, len(labeled)):
+            log.info("%d labels, a cold start (--random-until): this round picks at random", len(labeled))
             strategy = acquisition.make_strategy("random")
         return store.start_round(project.id, strategy.name, opts.query_size, params=strategy.params()), strategy
     if waiting:

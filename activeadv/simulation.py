@@ -54,7 +54,9 @@ class SimulationConfig:
     dfal_mode: str = "fast"  # "exact": full DeepFool on every candidate
     stopping: StabilizingPredictions = field(default_factory=StabilizingPredictions)
     train: TrainConfig = field(default_factory=TrainConfig)
-    random_until: int = 0  # rounds pick at random while a curve holds fewer labels (cold start)
+    # cold start: rounds pick at random while a curve holds fewer labels; None: initial + query_size, one random
+    # round after the initial set (what `round` does by default); 0: the strategy from the first round
+    random_until: int | None = None
 
     def strategy_params(self, name: str) -> dict[str, object]:
         return {"mode": self.dfal_mode} if name.partition("+")[0] == "dfal" else {}
@@ -70,6 +72,11 @@ class SimulationConfig:
             make_strategy(name, **self.strategy_params(name))  # ConfigError on an unknown name or mode
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise ConfigError("--target-accuracy must be in (0, 1]")
+
+    @property
+    def cold_start(self) -> int:
+        """Labels under which a curve picks at random: ``random_until`` settled (what the log records)."""
+        return self.initial + self.query_size if self.random_until is None else self.random_until
 
 
 @dataclass
@@ -295,7 +302,7 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
                rounds: int, execution: Execution):
     """One learning curve: yields ``(CurvePoint, {phase: seconds})`` after each round."""
     strategy = make_strategy(name, **cfg.strategy_params(name))
-    cold_start = make_strategy("random")  # while the curve holds fewer than cfg.random_until labels
+    cold_start = make_strategy("random")  # while the curve holds fewer than cfg.cold_start labels
     oracle = SimulatedOracle(pool, error_rate=cfg.oracle_error, seed=seed)
     rng = np.random.default_rng([seed, 1])  # selection randomness, independent of the initial set
     names = {n: i for i, n in enumerate(pool.class_names)}
@@ -343,7 +350,7 @@ def _run_curve(pool: Pool, test: Pool, name: str, seed: int, initial: np.ndarray
         if remaining <= 0 or round_no == rounds - 1:
             yield point, phases
             return
-        chooser = cold_start if len(labeled) < cfg.random_until else strategy
+        chooser = cold_start if len(labeled) < cfg.cold_start else strategy
         selection = select(chooser, model, pool, pool.ids, min(cfg.query_size, remaining), rng=rng,
                            labeled_ids=labeled, subsample=cfg.subsample, ranker=ranker)
         phases["select"] = time.perf_counter() - t2
@@ -513,7 +520,7 @@ def settings_of(cfg: SimulationConfig) -> dict[str, Any]:
             "subsample": cfg.subsample, "dfal_add_adversarial": cfg.dfal_add_adversarial,
             "dfal_mode": cfg.dfal_mode, "oracle_error": cfg.oracle_error,
             "stopping": {"window": cfg.stopping.window, "threshold": cfg.stopping.threshold},
-            "random_until": cfg.random_until, "train": cfg.train.to_dict()}
+            "random_until": cfg.cold_start, "train": cfg.train.to_dict()}
 
 
 # settings renamed since logs were first written: old name -> today's

@@ -52,7 +52,7 @@ class SimulatePlan:
     execution: Execution = field(default_factory=Execution)  # where rounds train and score (--executor)
     jobs: int = 1  # curves side by side in this many local processes
     final_model: bool = False  # then each curve's labels get one long training (training.FINAL_RECIPE)
-    random_until: int = 0
+    random_until: int | None = None  # None: one random round after the initial set
     final_steps: int = 3000
 
 

@@ -53,7 +53,7 @@ class RoundPlan:
     force_unlock: bool = False
     train_overrides: dict[str, Any] = field(default_factory=dict)  # options typed now; the project's otherwise
     execution: Execution = field(default_factory=Execution)  # local, or Ray (the `ray` extra): scoring, training
-    random_until: int = 0  # rounds pick at random while the project holds fewer labels
+    random_until: int | None = None  # rounds pick at random while the project holds fewer labels (None: one round)
 
 
 def oracle_kind(kind: str | None, project: ProjectInfo) -> str:

@@ -15,10 +15,11 @@ COUNT = click.IntRange(1, 2**31 - 1)
 seed_option = click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
                            help="Random seed (deterministic runs).")
 random_until_option = click.option(
-    "--random-until", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True, metavar="N",
+    "--random-until", type=click.IntRange(0, 2**31 - 1), default=None, metavar="N", envvar="ACTIVEADV_RANDOM_UNTIL",
+    show_envvar=True,
     help="Cold start: rounds pick at random while fewer than N labels are held, then the strategy (a model of a "
-         "few dozen labels puts its boundary in the wrong places; docs/results.md); 0: the strategy from the "
-         "first round.")
+         "few dozen labels puts its boundary in the wrong places; docs/results.md).  Default: the first round "
+         "after the seed round is random; 0: the strategy from the first round.")
 device_option = click.option(
     "--device",
     default="auto",

@@ -237,8 +237,8 @@ def _plan(ctx: click.Context, train_kwargs: dict, **options: Any):
 @round_options
 @click.pass_context
 def round_command(ctx: click.Context, project_name: str | None, strategy: str, query_size: int,
-                  initial: int | None, random_until: int, oracle: str | None, oracle_error: float, ls_url: str | None,
-                  subsample: int | None, execution: Any, seed: int,
+                  initial: int | None, random_until: int | None, oracle: str | None, oracle_error: float,
+                  ls_url: str | None, subsample: int | None, execution: Any, seed: int,
                   device: str, checkpoint_dir: Path | None, force_unlock: bool,
                   database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Run one active-learning round: collect labels, train, evaluate, rank, request.
@@ -292,7 +292,7 @@ def round_command(ctx: click.Context, project_name: str | None, strategy: str, q
 def run_command(ctx: click.Context, project_name: str | None, rounds: int, min_new_labels: int | None,
                 poll_seconds: float, timeout: float | None, auto_accuracy: float | None, until_stable: bool,
                 stop_window: int, stop_threshold: float, strategy: str,
-                query_size: int, initial: int | None, random_until: int, oracle: str | None, oracle_error: float,
+                query_size: int, initial: int | None, random_until: int | None, oracle: str | None, oracle_error: float,
                 ls_url: str | None, subsample: int | None, execution: Any, seed: int, device: str,
                 checkpoint_dir: Path | None, force_unlock: bool,
                 database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:

@@ -72,7 +72,7 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
                      budget: int, seeds: int, seed: int, subsample: int | None, dfal_add_adversarial: bool,
                      dfal_mode: str, target_accuracy: float | None, oracle_error: float, stop_window: int,
                      stop_threshold: float, resume: bool, device: str, execution: Any, jobs: int,
-                     random_until: int, final_model: bool, final_steps: int, out_dir: Path,
+                     random_until: int | None, final_model: bool, final_steps: int, out_dir: Path,
                      database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Compare selection strategies by simulation: hidden labels revealed on request.
 

@@ -65,6 +65,13 @@ def run_cli(tmp_path: Path, url: str, *args: str, env: dict | None = None, wait:
     return proc.returncode, out, err
 
 
+@pytest.fixture(autouse=True)
+def strategy_from_the_first_round(monkeypatch):
+    """These tests follow a strategy's rounds from the first one on: no random cold start (the default, tested
+    below with the variable removed).  Subprocesses inherit it."""
+    monkeypatch.setenv("ACTIVEADV_RANDOM_UNTIL", "0")
+
+
 @pytest.fixture
 def project(tmp_path, database_url, monkeypatch):
     """A project on the tiny dataset with its seed round done (10 labels from the simulated oracle)."""
@@ -300,3 +307,24 @@ def test_random_until_makes_the_first_rounds_random_then_the_strategy(project, t
     with Store.open(project) as store:
         rounds = store.rounds(store.get_project().id)
     assert [(r.strategy, r.labels_used) for r in rounds] == [("seed", None), ("random", 10), ("entropy", 15)]
+
+
+def test_by_default_one_random_round_follows_the_seed_round(project, tmp_path, monkeypatch):
+    """The default cold start: the first round after the seed round picks at random, then the strategy."""
+    monkeypatch.delenv("ACTIVEADV_RANDOM_UNTIL")
+    common = ["--db", project, "--oracle", "simulated", "--query-size", "5", "-q", "--strategy", "entropy",
+              "--checkpoint-dir", str(tmp_path / "ck")]
+    invoke("round", *common)
+    invoke("round", *common)
+    with Store.open(project) as store:
+        rounds = store.rounds(store.get_project().id)
+    assert [(r.strategy, r.labels_used) for r in rounds] == [("seed", None), ("random", 10), ("entropy", 15)]
+
+
+def test_random_until_zero_asks_the_strategy_right_after_the_seed_round(project, tmp_path, monkeypatch):
+    monkeypatch.delenv("ACTIVEADV_RANDOM_UNTIL")
+    invoke("round", "--db", project, "--oracle", "simulated", "--query-size", "5", "-q", "--strategy", "entropy",
+           "--random-until", "0", "--checkpoint-dir", str(tmp_path / "ck"))
+    with Store.open(project) as store:
+        rounds = store.rounds(store.get_project().id)
+    assert [r.strategy for r in rounds] == ["seed", "entropy"]

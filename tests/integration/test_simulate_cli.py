@@ -316,3 +316,24 @@ def test_simulate_random_until_picks_at_random_while_the_curve_is_small(tmp_path
     other = CliRunner().invoke(cli, [*args[:-len(FAST) - 2], "--random-until", "0", "--out", str(out), "--resume",
                                      *FAST])
     assert other.exit_code != 0 and "other settings" in other.output
+
+
+def test_simulate_by_default_picks_one_round_at_random_after_the_initial_set(tmp_path):
+    """Without --random-until, a curve's first round after the initial set is random (initial + query size, logged
+    as such); --random-until 0 asks the strategy from the first round."""
+    from activeadv.simulation import read_point_log
+
+    added = {}
+    for until in (None, 0):
+        out = tmp_path / f"run{until}"
+        args = ["simulate", "--dataset", "digits", "--initial", "20", "--query-size", "10", "--budget", "40",
+                "--seeds", "1", "--target-accuracy", "0.5", "--strategies", "random,entropy", "--out", str(out),
+                *([] if until is None else ["--random-until", str(until)]), *FAST]
+        assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
+        settings, logged = read_point_log(out / "points.jsonl")
+        assert settings["random_until"] == (30 if until is None else 0)
+        added[until] = {(p.strategy, p.labels): set(p.added) for p, _ in logged}
+    assert added[None][("entropy", 30)] == added[None][("random", 30)]  # the one random round
+    assert added[None][("entropy", 40)] != added[None][("random", 40)]  # then entropy
+    assert added[0][("entropy", 30)] != added[0][("random", 30)]  # off: entropy from the first round
+
