@@ -75,8 +75,8 @@ class RoundOptions:
     strategy_params: dict = field(default_factory=dict)
     execution: Execution = field(default_factory=Execution)  # where the pool is scored and the model trained
     # cold start: rounds pick at random while the project holds fewer labels; None: the first round after the
-    # seed round (or after imported labels) is random, then the strategy (docs/results.md: dfal's first pick by a
-    # model of 20 labels costs more than a random round, in MNIST and not on digits)
+    # seed round (or after imported labels) is random unless 10 labels a class are held, then the strategy
+    # (docs/results.md: dfal's first pick by a model of 20 MNIST labels costs more than a random round)
     random_until: int | None = None
 
     def __post_init__(self) -> None:
@@ -308,12 +308,17 @@ def _resumed_strategy(rnd: RoundInfo, asked: acquisition.Strategy) -> acquisitio
     return own
 
 
+COLD_START_PER_CLASS = 10  # by default no random round once the project holds this many labels per class
+
+
 def _cold(store: Store, project: ProjectInfo, opts: RoundOptions, labels: int) -> bool:
-    """Whether a new round with ``labels`` held picks at random: under ``--random-until``, or by default when no
-    round but the seed round has picked yet."""
+    """Whether a new round with ``labels`` held picks at random: under ``--random-until``; by default when no
+    round but the seed round has picked yet and the labels are few (a project that imported hundreds of labels
+    has a model worth asking from the first round)."""
     if opts.random_until is not None:
         return labels < opts.random_until
-    return all(r.strategy == SEED_STRATEGY for r in store.rounds(project.id))
+    return (labels < COLD_START_PER_CLASS * len(project.class_names)
+            and all(r.strategy == SEED_STRATEGY for r in store.rounds(project.id)))
 
 
 def _start(store: Store, project: ProjectInfo, opts: RoundOptions, strategy: acquisition.Strategy

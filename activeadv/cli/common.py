@@ -19,7 +19,8 @@ random_until_option = click.option(
     show_envvar=True,
     help="Cold start: rounds pick at random while fewer than N labels are held, then the strategy (a model of a "
          "few dozen labels puts its boundary in the wrong places; docs/results.md).  Default: the first round "
-         "after the seed round is random; 0: the strategy from the first round.")
+         "after the seed round is random (simulate: initial + query size; round/run: unless 10 labels a class are "
+         "held); 0: the strategy from the first round.")
 device_option = click.option(
     "--device",
     default="auto",

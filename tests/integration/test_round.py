@@ -321,6 +321,21 @@ def test_by_default_one_random_round_follows_the_seed_round(project, tmp_path, m
     assert [(r.strategy, r.labels_used) for r in rounds] == [("seed", None), ("random", 10), ("entropy", 15)]
 
 
+def test_by_default_a_project_with_ten_labels_a_class_asks_the_strategy_at_once(tmp_path, database_url,
+                                                                                monkeypatch):
+    """The default cold start is for a few labels: a seed round of 30 (10 a class of 3) is followed by the
+    strategy's round."""
+    monkeypatch.delenv("ACTIVEADV_RANDOM_UNTIL")
+    data = make_npz(tmp_path / "tiny.npz")
+    invoke("init", "tiny", "--dataset", f"npz:{data}", "--db", database_url, "-q", *FAST)
+    for _ in range(2):
+        invoke("round", "--db", database_url, "--oracle", "simulated", "--query-size", "30", "-q", "--strategy",
+               "entropy", "--checkpoint-dir", str(tmp_path / "ck"))
+    with Store.open(database_url) as store:
+        rounds = store.rounds(store.get_project().id)
+    assert [(r.strategy, r.labels_used) for r in rounds] == [("seed", None), ("entropy", 30)]
+
+
 def test_random_until_zero_asks_the_strategy_right_after_the_seed_round(project, tmp_path, monkeypatch):
     monkeypatch.delenv("ACTIVEADV_RANDOM_UNTIL")
     invoke("round", "--db", project, "--oracle", "simulated", "--query-size", "5", "-q", "--strategy", "entropy",
