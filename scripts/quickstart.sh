@@ -100,7 +100,9 @@ elif [ "$N_TRAINED" -eq 0 ] || [ "$N_OPEN" -gt 0 ]; then
     echo "QS_SEED=manual leaves them to you), so that the model can train and your tasks carry its guesses:"
     "$AA" annotate-sim --accuracy 1.0 -q
   fi
-  "$AA" round --strategy dfal --query-size "$QS_QUERY" -q             # sync, train, evaluate, rank, push
+  # sync, train, evaluate, rank, push.  --random-until 0: the demo shows DFAL's picks at once; a real project keeps
+  # the default, one random round after a seed set this small (docs/results.md, "A random cold start")
+  "$AA" round --strategy dfal --query-size "$QS_QUERY" --random-until 0 -q
 else
   echo "already done by an earlier run (see status below); new rounds: \`activeadv run\` or --auto N"
 fi
