@@ -166,7 +166,8 @@ def simulate(dataset: Dataset, cfg: SimulationConfig, *, progress: bool = True,
                 arrived((seed, name), point, phases)
     else:
         _run_in_processes(_curve_job, (pool, test, cfg, rounds), pending, min(jobs, len(pending)),
-                          lambda key, item: arrived(key, *item), saved="the rounds finished so far are in points.jsonl")
+                          lambda key, item: arrived(key, *item), saved="the rounds finished so far are in points.jsonl",
+                          describe=lambda key: f"curve {key[1]}, seed {key[0]}")
     bar.close()
     # the order of a sequential run, whichever process finished first
     order = {(seed, name): i for i, (seed, name) in enumerate((s, n) for s in cfg.seeds for n in cfg.strategies)}
@@ -217,7 +218,7 @@ def _worker_main(job: Callable[..., Iterator[Any]], args: tuple[Any, ...], threa
 
 
 def _run_in_processes(job: Callable[..., Iterator[Any]], args: tuple[Any, ...], keys: Sequence[Any], jobs: int,
-                      arrived: Callable[[Any, Any], None], *, saved: str) -> None:
+                      arrived: Callable[[Any, Any], None], *, saved: str, describe: Callable[[Any], str]) -> None:
     """Run ``job(*args, key)`` for every key in ``jobs`` spawned processes; ``arrived(key, item)`` gets each item
     as it is yielded (so the log keeps every finished round of a run stopped at a deadline).
 
@@ -227,8 +228,9 @@ def _run_in_processes(job: Callable[..., Iterator[Any]], args: tuple[Any, ...], 
     its next key when it finishes one.  The torch threads of this process
     are shared out, so N processes do not oversubscribe the cores.  A process
     that dies (killed, out of memory) is a one-line error naming where the
-    finished work is (``saved``), and an error or Ctrl-C here stops every
-    process: none goes on with the next key.
+    finished work is (``saved``), a job's error names its key (``describe``),
+    and an error or Ctrl-C here stops every process: none goes on with the
+    next key.
     """
     import multiprocessing
     from multiprocessing.connection import wait
@@ -271,7 +273,7 @@ def _run_in_processes(job: Callable[..., Iterator[Any]], args: tuple[Any, ...], 
                         channel.send(None)
                         active.remove(channel)
                 else:
-                    raise ConfigError(f"{payload} ({_describe_key(key)})")
+                    raise ConfigError(f"{payload} ({describe(key)})")
         for proc, _ in workers:
             proc.join()
     finally:
@@ -280,14 +282,6 @@ def _run_in_processes(job: Callable[..., Iterator[Any]], args: tuple[Any, ...], 
                 proc.terminate()
             proc.join()
             channel.close()
-
-
-def _describe_key(key: Any) -> str:
-    """``curve dfal, seed 0`` for a curve's (seed, strategy), ``final model of dfal, seed 0`` for a final one's
-    (strategy, seed, labels): the one-line error says which work failed."""
-    if len(key) == 2:
-        return f"curve {key[1]}, seed {key[0]}"
-    return f"final model of {key[0]}, seed {key[1]}"
 
 
 def _complete_curves(points: Sequence[CurvePoint], rounds: int) -> dict[tuple[str, int], list[CurvePoint]]:
@@ -638,7 +632,8 @@ def train_final_models(pool: Pool, test: Pool, points: Sequence[CurvePoint], cfg
             arrived(key, _train_final(pool, test, fcfg, points, key, execution, progress))
     else:
         _run_in_processes(_final_job, (pool, test, fcfg, list(points)), todo, min(jobs, len(todo)), arrived,
-                          saved=f"the final models trained so far are in {FINAL_FILE}")
+                          saved=f"the final models trained so far are in {FINAL_FILE}",
+                          describe=lambda key: f"final model of {key[0]}, seed {key[1]}")
     return [models[key] for key in keys]
 
 
