@@ -10,6 +10,12 @@
 #     dfal's 3 seeds on the CPU): dfal seeds 0-2 and random 300, FINAL_STEPS steps (default 8000), model seed 1, 4
 #     side by side; then the same again with model seed 2 where the first reached 99% on average, else with
 #     LONG_STEPS (default 12000) on dfal's labels, in the time left.
+#   MODE=ensemble: model-seed ensembles of the final model: on the labels of a finished study (FROM, default
+#     docs/results/ema/vat-warmup: dfal after a random round, the default since 2026-11-26), dfal seeds 0-2 and
+#     random 300, each with model seeds 1-3 (FINAL_STEPS, default 3000), saving each model's test softmax
+#     (scripts/ensemble_probs.py scores them); 6 side by side, then 6 more; then EntMin on dfal seeds 0-2 and
+#     random (model seed 1) in the time left.  Beside them all, one curve to 620 labels (dfal, seed 0, the study's
+#     settings) so that FGSM accuracy at 620 labels is measured.
 # bench and study start with a smoke run of the CUDA path (digits: VAT, dfal and dfal+kcenter on the GPU).
 # Measured on an H200 (2026-11-26): one process trains at ~15 ms a VAT step whatever the batch (the GPU waits on
 # Python's kernel launches), 2-3 processes side by side each keep that pace, 16 starve each other (on 14 cores);
@@ -26,6 +32,7 @@ MODE=${MODE:-study}
 if [ "$MODE" = final ]; then FINAL_STEPS=${FINAL_STEPS:-8000}; fi
 FINAL_STEPS=${FINAL_STEPS:-3000}  # as measured on the CPU: 98.98% on dfal seed 0's 300 labels (docs/results.md)
 LONG_STEPS=${LONG_STEPS:-12000}
+if [ "$MODE" = ensemble ]; then FROM=${FROM:-docs/results/ema/vat-warmup}; fi
 FROM=${FROM:-docs/results/ema/vat-ema}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
@@ -46,7 +53,7 @@ say "$(python3 -c 'import torch,sys; print(sys.version.split()[0], torch.__versi
 # final model: train_probe on a curve's labels (or random ones): NAME STEPS MODEL_SEED TIMEOUT [--labels-from ...]
 final_model() {
   local name=$1 steps=$2 mseed=$3 limit=$4; shift 4
-  local cfg='{"unlabeled": "vat", "unlabeled_min_steps": '"$steps"', "unlabeled_batch_size": 256, "augment": true, "ema": 0.999, "seed": '"$mseed"'}'
+  local cfg='{"unlabeled": "vat", "unlabeled_min_steps": '"$steps"', "unlabeled_batch_size": 256, "augment": true, "ema": 0.999, "seed": '"$mseed"${EXTRA_CFG:-}'}'
   timeout "$limit" python3 scripts/train_probe.py --dataset "idx:$MNIST" --labels 300 --device "${DEVICE:-cuda}" --threads 1 \
       "$@" "$cfg" >"$R/final_${name}_${steps}_m${mseed}.txt" 2>&1
 }
@@ -70,6 +77,40 @@ if [ "$MODE" = final ]; then
   [ "$mseed" = 2 ] && final_model random "$steps" 2 "$left" &
   wait
   say "second set: dfal mean $(mean_accuracy "$R"/final_dfal?_"${steps}"_m"${mseed}".txt)"
+  tar -czf "$OUT/gpu_runs.tgz" -C "$R" . && cat "$R"/final_*.txt >"$OUT/final.txt" && rm -rf "$R"
+  say "packed"
+  exit 0
+fi
+
+if [ "$MODE" = ensemble ]; then
+  limit=$((FINAL_STEPS * 60 / 1000 + 40))
+  timeout $((TOTAL - SECONDS - 25)) $AA simulate --dataset "idx:$MNIST" --strategies dfal --initial 20 --query-size 40 \
+      --budget 620 --seeds 1 --target-accuracy 0.99 --subsample 10000 --unlabeled vat --unlabeled-steps 500 \
+      --unlabeled-batch-size 64 --no-augment --ema 0.99 --device cuda -q --out "$R/curve620" >>"$LOG" 2>&1 &
+  curve=$!
+  say "ensemble: $FINAL_STEPS steps from $FROM, limit ${limit}s a wave"
+  for mseeds in "1 2" "3"; do
+    for mseed in $mseeds; do
+      for seed in 0 1 2; do
+        final_model "dfal$seed" "$FINAL_STEPS" "$mseed" "$limit" --labels-from "$FROM" --strategy dfal --seed "$seed" \
+            --save-probs "$R/probs" &
+      done
+      final_model random "$FINAL_STEPS" "$mseed" "$limit" --save-probs "$R/probs" &
+    done
+    sleep 45; say "$(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader)"
+    wait $(jobs -p | grep -v "^$curve$")
+    say "model seeds $mseeds done: $(cat "$R"/final_*.txt | grep -c accuracy) results"
+  done
+  left=$((TOTAL - SECONDS - 25))
+  say "entmin, ${left}s left"
+  for seed in 0 1 2; do
+    EXTRA_CFG=', "entmin": true' final_model "entmin_dfal$seed" "$FINAL_STEPS" 1 "$left" --labels-from "$FROM" \
+        --strategy dfal --seed "$seed" --save-probs "$R/probs_entmin" &
+  done
+  EXTRA_CFG=', "entmin": true' final_model entmin_random "$FINAL_STEPS" 1 "$left" --save-probs "$R/probs_entmin" &
+  wait
+  say "done: $(cat "$R"/final_*.txt | grep -c accuracy) results; curve620: $(cat "$R/curve620/points.jsonl" 2>/dev/null | grep -c '"labels"') points"
+  ls "$R"/probs/*.npz >/dev/null 2>&1 && python3 scripts/ensemble_probs.py "$R"/probs/*.npz | tee -a "$LOG"
   tar -czf "$OUT/gpu_runs.tgz" -C "$R" . && cat "$R"/final_*.txt >"$OUT/final.txt" && rm -rf "$R"
   say "packed"
   exit 0

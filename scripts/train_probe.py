@@ -11,6 +11,9 @@ is ``--labels`` random pool items (seed 0), and every other pool item is the unl
 ``--labels-from RUN_DIR --strategy dfal --seed 0`` trains on the ``--labels`` items that strategy chose in a
 ``simulate`` run instead (its points.jsonl holds each round's picks): what a longer final training makes of
 an actively chosen set.
+
+``--save-probs DIR`` also writes each model's test-set softmax (``DIR/<name>.npz``, with the test labels) so
+that ``scripts/ensemble_probs.py`` can score the average of several model seeds' predictions.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 from activeadv.data import load_dataset
 from activeadv.errors import ConfigError
 from activeadv.simulation import POINTS_FILE, labeled_at, read_point_log
-from activeadv.training import TrainConfig, evaluate, train
+from activeadv.training import TrainConfig, evaluate, predict_proba, train
 
 
 def main() -> None:
@@ -40,6 +43,8 @@ def main() -> None:
     parser.add_argument("--labels-from", help="a simulate --out directory: train on a strategy's picks")
     parser.add_argument("--strategy", default="dfal", help="with --labels-from: whose picks")
     parser.add_argument("--seed", type=int, default=0, help="with --labels-from: which curve")
+    parser.add_argument("--save-probs", type=Path, help="write each model's test softmax here (.npz)")
+    parser.add_argument("--name", help="with --save-probs: the file name (default: the source and model seed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
@@ -58,9 +63,20 @@ def main() -> None:
         seconds = time.perf_counter() - start
         metrics = evaluate(model, test, cfg)
         source = f"{args.strategy} seed {args.seed}" if args.labels_from else "random"
+        if args.save_probs:
+            save_probs(args.save_probs, args.name or f"{source}-m{cfg.seed}".replace(" ", "-"), model, test, source,
+                       overrides)
         print(json.dumps({"config": overrides, "labels": args.labels, "chosen_by": source,
                           "accuracy": round(metrics.accuracy, 4), "fgsm_accuracy": metrics.fgsm_accuracy,
                           "train_seconds": round(seconds, 1)}), flush=True)
+
+
+def save_probs(folder: Path, name: str, model: torch.nn.Module, test, source: str, overrides: dict) -> None:
+    """The test softmax as float32 beside the labels: an ensemble is scored later without the models."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probs = predict_proba(model, test, test.ids).astype(np.float32)
+    np.savez_compressed(folder / f"{name}.npz", probs=probs, targets=test.targets(test.ids),
+                        chosen_by=source, config=json.dumps(overrides))
 
 
 if __name__ == "__main__":
