@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from activeadv.simulation import aulc
 from activeadv.training import stored_settings
 
 
@@ -32,10 +33,23 @@ def _fmt(values: list, digits: int = 1, pct: bool = True) -> str:
     return f"{mean:.{digits}f} ± {float(np.std(values)) * scale:.{digits}f}"
 
 
-def main(folders: list[str]) -> None:
-    print("| setting | strategy | AULC | acc @100 | acc @140 | acc @220 | acc @300 | FGSM @300 | labels to 97% "
-          "| stable at (acc) | s/round train, select |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+def labels_to(curve: dict[int, list[dict]], target: float) -> str:
+    """Mean over seeds of the fewest labels at which a seed's accuracy reached ``target``, and in how many seeds."""
+    seeds = sorted({r["seed"] for rows in curve.values() for r in rows})
+    reached = []
+    for seed in seeds:
+        hits = [n for n, rows in curve.items() for r in rows if r["seed"] == seed and float(r["accuracy"]) >= target]
+        if hits:
+            reached.append(min(hits))
+    return f"{np.mean(reached):.0f} ({len(reached)}/{len(seeds)})" if reached else f"- (0/{len(seeds)})"
+
+
+def main(folders: list[str], targets: list[float]) -> None:
+    """One row per strategy; the accuracy and FGSM columns at the curve's last point (its budget)."""
+    reach_cols = "".join(f" labels to {100 * t:g}% |" for t in targets)
+    print(f"| setting | strategy | AULC | acc @100 | acc @140 | acc @220 | acc at the budget | FGSM there |{reach_cols}"
+          " stable at (acc) | s/round train, select |")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * len(targets) + "---|---|")
     for folder in map(Path, folders):
         summary = json.loads((folder / "summary.json").read_text())
         train = summary["settings"]["train"]
@@ -49,18 +63,32 @@ def main(folders: list[str]) -> None:
             acc = {n: [float(r["accuracy"]) for r in rows] for n, rows in by_labels.items()}
             last = max(by_labels)
             fgsm = [float(r["fgsm_accuracy"]) for r in by_labels[last] if r["fgsm_accuracy"]]
-            reach = stats["labels_to"]["0.97"]
-            reached = [r for r in reach if r is not None]
-            to97 = (f"{np.mean(reached):.0f} ({len(reached)}/{len(reach)})" if reached
-                    else f"not reached (0/{len(reach)})")
+            reach = "".join(f" {labels_to(by_labels, t)} |" for t in targets)
             stop = ("-" if stats["stop_labels_mean"] is None else
                     f"{stats['stop_labels_mean']:.0f} ({100 * stats['stop_accuracy_mean']:.1f}%)")
             phases = summary.get("phase_seconds_per_round", {}).get(name, {})
             timing = f"{phases.get('train', float('nan')):.0f}, {phases.get('select', float('nan')):.0f}"
             aulc = f"{stats['aulc_mean']:.4f}" + (f" ± {stats['aulc_std']:.4f}" if stats["seeds"] > 1 else "")
             print(f"| {setting} | {name} | {aulc} | {_fmt(acc.get(100, []))} | {_fmt(acc.get(140, []))} "
-                  f"| {_fmt(acc.get(220, []))} | {_fmt(acc.get(last, []))} | {_fmt(fgsm)} | {to97} | {stop} "
+                  f"| {_fmt(acc.get(220, []))} | {_fmt(acc.get(last, []))} @{last} | {_fmt(fgsm)} |{reach} {stop} "
                   f"| {timing} |")
+
+
+def aulc_by_seed(folders: list[str]) -> None:
+    """AULC of every curve, seed by seed: "above the baselines in AULC in every seed" is read here."""
+    rows: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for folder in folders:
+        curves: dict[tuple[str, int], list[tuple[int, float]]] = defaultdict(list)
+        for row in csv.DictReader((Path(folder) / "curves.csv").open()):
+            curves[row["strategy"], int(row["seed"])].append((int(row["labels"]), float(row["accuracy"])))
+        for (name, seed), points in curves.items():
+            points.sort()
+            rows[folder, name][seed] = aulc([n for n, _ in points], [a for _, a in points])
+    seeds = sorted({seed for by_seed in rows.values() for seed in by_seed})
+    print("| folder | strategy |" + "".join(f" seed {s} |" for s in seeds))
+    print("|---|---|" + "---|" * len(seeds))
+    for (folder, name), by_seed in rows.items():
+        print(f"| {folder} | {name} |" + "".join(f" {by_seed[s]:.4f} |" if s in by_seed else " - |" for s in seeds))
 
 
 def versus(folders: list[str], strategy: str, from_labels: int) -> None:
@@ -88,8 +116,12 @@ if __name__ == "__main__":
     parser.add_argument("folders", nargs="+")
     parser.add_argument("--versus", help="a strategy: where is it below each other strategy, seed by seed?")
     parser.add_argument("--from-labels", type=int, default=100)
+    parser.add_argument("--targets", default="0.97", help="accuracies for the labels-to columns, e.g. 0.97,0.98,0.99")
+    parser.add_argument("--per-seed", action="store_true", help="the AULC of every curve, seed by seed")
     args = parser.parse_args()
-    if args.versus:
+    if args.per_seed:
+        aulc_by_seed(args.folders)
+    elif args.versus:
         versus(args.folders, args.versus, args.from_labels)
     else:
-        main(args.folders)
+        main(args.folders, [float(t) for t in args.targets.split(",")])
