@@ -35,7 +35,7 @@ from activeadv.progress import bar as progress_bar
 from activeadv.records import CurvePoint, RobustnessRow, robustness_at, worst_case
 from activeadv.robustness import evaluate_robustness
 from activeadv.stopping import StabilizingPredictions, cohen_kappa, stop_set
-from activeadv.training import FINAL_RECIPE, TrainConfig, evaluate, predict_proba, stored_settings
+from activeadv.training import FINAL_RECIPE, TrainConfig, evaluate, predict_proba, stored_settings, train_ensemble
 
 log = logging.getLogger(__name__)
 
@@ -587,6 +587,7 @@ class FinalModel:
     accuracy: float
     fgsm_accuracy: float | None
     train_seconds: float
+    members: int = 1  # an ensemble of this many model seeds (--final-ensemble); logs before it held one
 
 
 def final_config(cfg: SimulationConfig, steps: int) -> TrainConfig:
@@ -596,20 +597,23 @@ def final_config(cfg: SimulationConfig, steps: int) -> TrainConfig:
 
 def train_final_models(pool: Pool, test: Pool, points: Sequence[CurvePoint], cfg: SimulationConfig, steps: int, *,
                        done: Sequence[FinalModel] = (), on_model: Callable[[FinalModel], None] | None = None,
-                       execution: Execution = Execution(), progress: bool = False, jobs: int = 1
-                       ) -> list[FinalModel]:
+                       execution: Execution = Execution(), progress: bool = False, jobs: int = 1,
+                       members: int = 1) -> list[FinalModel]:
     """What each curve's labels are worth once labeling stops: the model ``activeadv final-model`` would ship.
 
     The curves' rounds train briefly so that a study fits in hours; the final
     model is where the choice of labels shows at its best (docs/results.md).
     One model per (strategy, seed), returned in the run's order; ``done`` (an
     interrupted run's) are kept, not retrained.  The model seed is the
-    curve's seed, so every strategy of a seed trains from the same start.
-    ``jobs`` > 1 trains that many side by side in local processes (as the
+    curve's seed, so every strategy of a seed trains from the same start;
+    ``members`` > 1 trains an ensemble of model seeds seed, seed+1, ...
+    (``final-model --ensemble``).  ``jobs`` > 1 trains that many side by side in local processes (as the
     curves' ``--jobs``); ``on_model`` gets each as it finishes, in any order.
     """
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if members < 1:
+        raise ConfigError(f"--final-ensemble must be >= 1, got {members}")
     fcfg = final_config(cfg, steps)
     earlier = {(m.strategy, m.seed, m.labels): m for m in done}
     curves: dict[tuple[str, int], int] = {}
@@ -629,42 +633,45 @@ def train_final_models(pool: Pool, test: Pool, points: Sequence[CurvePoint], cfg
 
     if jobs == 1 or len(todo) <= 1 or execution.on_ray:
         for key in todo:
-            arrived(key, _train_final(pool, test, fcfg, points, key, execution, progress))
+            arrived(key, _train_final(pool, test, fcfg, points, key, execution, progress, members))
     else:
-        _run_in_processes(_final_job, (pool, test, fcfg, list(points)), todo, min(jobs, len(todo)), arrived,
+        _run_in_processes(_final_job, (pool, test, fcfg, list(points), members), todo, min(jobs, len(todo)), arrived,
                           saved=f"the final models trained so far are in {FINAL_FILE}",
                           describe=lambda key: f"final model of {key[0]}, seed {key[1]}")
     return [models[key] for key in keys]
 
 
 def _train_final(pool: Pool, test: Pool, fcfg: TrainConfig, points: Sequence[CurvePoint],
-                 key: tuple[str, int, int], execution: Execution, progress: bool) -> FinalModel:
+                 key: tuple[str, int, int], execution: Execution, progress: bool, members: int = 1) -> FinalModel:
     name, seed, labels = key
     ids = labeled_at(points, name, seed, labels)
     tcfg = replace(fcfg, seed=seed)
-    log.info("final model of %s (seed %d) on its %d labels, %d steps", name, seed, labels,
-             fcfg.unlabeled_min_steps)
+    log.info("final model of %s (seed %d) on its %d labels, %d steps%s", name, seed, labels,
+             fcfg.unlabeled_min_steps, f", {members} model seeds" if members > 1 else "")
     start = time.perf_counter()
-    model = execution.trainer()(pool, ids, pool.targets(ids), tcfg, progress=progress,
-                                unlabeled_ids=np.setdiff1d(pool.ids, ids))
+    model = train_ensemble(pool, ids, pool.targets(ids), tcfg, members, trainer=execution.trainer(),
+                           progress=progress, unlabeled_ids=np.setdiff1d(pool.ids, ids))
     seconds = time.perf_counter() - start
     metrics = evaluate(model, test, tcfg)
-    return FinalModel(name, seed, labels, metrics.accuracy, metrics.fgsm_accuracy, seconds)
+    return FinalModel(name, seed, labels, metrics.accuracy, metrics.fgsm_accuracy, seconds, members)
 
 
-def _final_job(pool: Pool, test: Pool, fcfg: TrainConfig, points: Sequence[CurvePoint],
+def _final_job(pool: Pool, test: Pool, fcfg: TrainConfig, points: Sequence[CurvePoint], members: int,
                key: tuple[str, int, int]) -> Iterator[FinalModel]:
     """One curve's final model in a worker process."""
-    yield _train_final(pool, test, fcfg, points, key, Execution(), False)
+    yield _train_final(pool, test, fcfg, points, key, Execution(), False, members)
 
 
-def final_log(out_dir: Path, cfg: SimulationConfig, steps: int, *, resume: bool
+def final_log(out_dir: Path, cfg: SimulationConfig, steps: int, *, resume: bool, members: int = 1
               ) -> tuple[list[FinalModel], Callable[[FinalModel], None]]:
     """``(final models already logged, append)`` for ``out_dir/final.jsonl``; the first line holds the final
     training's settings, and a log written with others is started afresh (its models measure something else)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / FINAL_FILE
-    settings = json.loads(json.dumps({"settings": settings_of(cfg), "final": final_config(cfg, steps).to_dict()}))
+    first: dict[str, Any] = {"settings": settings_of(cfg), "final": final_config(cfg, steps).to_dict()}
+    if members > 1:  # a log of single models stays valid for single models
+        first["ensemble"] = members
+    settings = json.loads(json.dumps(first))
     done: list[FinalModel] = []
     if resume and path.exists():
         try:
@@ -691,7 +698,7 @@ def summarize_final(models: Sequence[FinalModel]) -> dict[str, dict[str, Any]]:
     out = {}
     for name, ms in by_strategy.items():
         fgsm = [m.fgsm_accuracy for m in ms if m.fgsm_accuracy is not None]
-        out[name] = {"seeds": len(ms), "labels": sorted({m.labels for m in ms}),
+        out[name] = {"seeds": len(ms), "labels": sorted({m.labels for m in ms}), "members": max(m.members for m in ms),
                      "accuracy_mean": float(np.mean([m.accuracy for m in ms])),
                      "accuracy_std": float(np.std([m.accuracy for m in ms])),
                      "accuracy": [m.accuracy for m in ms],

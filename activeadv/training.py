@@ -59,7 +59,7 @@ from torch import nn
 from activeadv import attacks
 from activeadv.data import Pool, canonical, stream
 from activeadv.errors import ConfigError
-from activeadv.networks import build_network, device_of, row_slices
+from activeadv.networks import Ensemble, build_network, device_of, row_slices
 from activeadv.progress import bar as progress_bar
 from activeadv.records import EvalMetrics
 from activeadv.robustness import ATTACKS, RobustnessConfig
@@ -619,6 +619,12 @@ def predict_proba(model: nn.Module, pool: Pool, ids: np.ndarray, *, batch_size: 
     return out
 
 
+def clean_accuracy(model: nn.Module, test: Pool, cfg: TrainConfig) -> float:
+    """Accuracy on the whole test split, without the attacks of ``evaluate`` (an ensemble's members)."""
+    probs = predict_proba(model, test, test.ids, batch_size=cfg.eval_batch_size)
+    return float((probs.argmax(1) == test.targets(test.ids)).mean())
+
+
 def evaluate(model: nn.Module, test: Pool, cfg: TrainConfig, *, progress: bool = False) -> EvalMetrics:
     """Clean accuracy on the whole test split; FGSM and PGD accuracy at the training eps on a fixed subset.
 
@@ -627,8 +633,7 @@ def evaluate(model: nn.Module, test: Pool, cfg: TrainConfig, *, progress: bool =
     """
     ids = test.ids
     probs = predict_proba(model, test, ids, batch_size=cfg.eval_batch_size, progress=progress)
-    truth = test.targets(ids)
-    accuracy = float((probs.argmax(1) == truth).mean())
+    accuracy = float((probs.argmax(1) == test.targets(ids)).mean())
     if cfg.epsilon <= 0:
         return EvalMetrics(accuracy=accuracy, n=len(ids))
     subset = ids
@@ -650,14 +655,37 @@ def evaluate(model: nn.Module, test: Pool, cfg: TrainConfig, *, progress: bool =
                        pgd_accuracy=pgd_hits / len(subset), n=len(ids))
 
 
+def train_ensemble(pool: Pool, ids: np.ndarray, labels: np.ndarray, cfg: TrainConfig, members: int, *,
+                   trainer: Callable[..., nn.Module] | None = None, progress: bool = False,
+                   unlabeled_ids: np.ndarray | None = None) -> nn.Module:
+    """``members`` trainings on the same labels with model seeds ``cfg.seed``, ``cfg.seed + 1``, ...; one
+    member is the plain network, more an ``Ensemble`` (the final model's option: ``final-model --ensemble``).
+
+    Consecutive seeds, so that ``--seed 1 --ensemble 3`` is the three models of seeds 1, 2 and 3 measured one by
+    one in docs/results.md.  ``trainer``: ``train`` or an executor's (Ray) equivalent.
+    """
+    if members < 1:
+        raise ConfigError(f"an ensemble needs at least 1 member, got {members}")
+    fit = trainer or train
+    nets = []
+    for i in range(members):
+        if members > 1:
+            log.info("ensemble member %d of %d (model seed %d)", i + 1, members, (cfg.seed + i) % 2**32)
+        nets.append(fit(pool, ids, labels, replace(cfg, seed=(cfg.seed + i) % 2**32), progress=progress,
+                        unlabeled_ids=unlabeled_ids))
+    return nets[0] if members == 1 else Ensemble(nets).eval()
+
+
 def save_checkpoint(model: nn.Module, path: Path, cfg: TrainConfig, meta: dict[str, Any] | None = None,
                     *, input_shape: tuple[int, ...], num_classes: int) -> Path:
-    """Weights plus what is needed to rebuild the network; written atomically (tmp + rename)."""
+    """Weights plus what is needed to rebuild the network (an ``Ensemble``: its member count); written
+    atomically (tmp + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
+    members = {"ensemble": len(model.members)} if isinstance(model, Ensemble) else {}
     torch.save({"state_dict": model.state_dict(), "config": cfg.to_dict(), "meta": meta or {},
-                "input_shape": list(input_shape), "num_classes": num_classes}, tmp)
+                "input_shape": list(input_shape), "num_classes": num_classes, **members}, tmp)
     tmp.replace(path)
     return path
 
@@ -680,6 +708,15 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 def load_checkpoint(path: Path, device: str = "auto", *, payload: dict[str, Any] | None = None) -> nn.Module:
     """The model saved at ``path`` in eval mode on ``device`` (``payload``: the file's ``read_checkpoint``)."""
     payload = read_checkpoint(path) if payload is None else payload
-    model = build_network(tuple(payload["input_shape"]), payload["num_classes"], payload["config"]["arch"])
-    model.load_state_dict(payload["state_dict"])
+
+    def network() -> nn.Module:
+        return build_network(tuple(payload["input_shape"]), payload["num_classes"], payload["config"]["arch"])
+
+    members = int(payload.get("ensemble") or 0)
+    model = Ensemble([network() for _ in range(members)]) if members else network()
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:  # weights of another shape or layout: the file does not match its own header
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"{path or 'the checkpoint'} does not hold the network it describes ({first})") from None
     return model.to(resolve_device(device)).eval()

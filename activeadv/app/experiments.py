@@ -54,6 +54,7 @@ class SimulatePlan:
     final_model: bool = False  # then each curve's labels get one long training (training.FINAL_RECIPE)
     random_until: int | None = None  # None: one random round after the initial set
     final_steps: int = 3000
+    final_ensemble: int = 1  # each final model an ensemble of this many model seeds
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,11 @@ def simulate(plan: SimulatePlan, out_dir: Path, *, database_url: str | None = No
     finals = []
     if plan.final_model:
         pool, test = held_out_split(data)
-        done_finals, log_final = final_log(out_dir, cfg, plan.final_steps, resume=resume)
+        done_finals, log_final = final_log(out_dir, cfg, plan.final_steps, resume=resume,
+                                           members=plan.final_ensemble)
         finals = train_final_models(pool, test, result.points, cfg, plan.final_steps, done=done_finals,
                                     on_model=log_final, execution=plan.execution, progress=progress,
-                                    jobs=plan.jobs)
+                                    jobs=plan.jobs, members=plan.final_ensemble)
     summary = write_outputs(result, out_dir, finals, plan.final_steps)
     files = [out_dir / name for name in ("curves.csv", "robustness.csv", "summary.json", "learning_curves.png")
              if name != "robustness.csv" or any(p.robustness for p in result.points)]

@@ -18,6 +18,7 @@ import numpy as np
 from activeadv.app.workspace import Workspace
 from activeadv.errors import ConfigError
 from activeadv.execution import Execution
+from activeadv.networks import Ensemble
 from activeadv.records import EvalMetrics
 
 RECIPES = ("final", "project")  # training.FINAL_RECIPE over the project's settings, or the project's alone
@@ -32,6 +33,7 @@ class FinalPlan:
     recipe: str = "final"
     train_overrides: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    ensemble: int = 1  # model seeds seed, seed+1, ... averaged (training.train_ensemble)
     device: str = "auto"
     out: Path | None = None
     checkpoint_dir: Path | None = None
@@ -40,6 +42,8 @@ class FinalPlan:
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe '{self.recipe}': one of {', '.join(RECIPES)}")
+        if self.ensemble < 1:
+            raise ConfigError(f"--ensemble must be >= 1, got {self.ensemble}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class FinalReport:
     metrics: EvalMetrics | None
     settings: dict[str, Any]  # the recipe and the typed options, applied over the project's settings
     train_seconds: float
+    member_accuracy: list[float] = field(default_factory=list)  # an ensemble's members alone (clean, test split)
 
     def to_dict(self) -> dict[str, Any]:
         m = self.metrics
@@ -57,7 +62,8 @@ class FinalReport:
                 "accuracy": None if m is None else m.accuracy,
                 "fgsm_accuracy": None if m is None else m.fgsm_accuracy,
                 "pgd_accuracy": None if m is None else m.pgd_accuracy,
-                "test_items": None if m is None else m.n,
+                "test_items": None if m is None else m.n, "ensemble": max(1, len(self.member_accuracy)),
+                "member_accuracy": self.member_accuracy,
                 "settings": self.settings, "train_seconds": round(self.train_seconds, 1)}
 
 
@@ -91,17 +97,21 @@ def train_final(ws: Workspace, name: str | None, plan: FinalPlan, *, progress: b
                           "before training its final model")
     unlabeled = np.setdiff1d(data.pool.ids, ids) if cfg.unlabeled != "none" else None
     start = time.perf_counter()
-    model = plan.execution.trainer()(data.pool, ids, labels, cfg, progress=progress, unlabeled_ids=unlabeled)
+    model = training.train_ensemble(data.pool, ids, labels, cfg, plan.ensemble, trainer=plan.execution.trainer(),
+                                    progress=progress, unlabeled_ids=unlabeled)
     seconds = time.perf_counter() - start
-    metrics = None
+    metrics, members = None, []
     if data.test is not None and data.test.has_targets:
         metrics = training.evaluate(model, data.test, cfg, progress=progress)
+        if isinstance(model, Ensemble):
+            members = [training.clean_accuracy(m, data.test, cfg) for m in model.members]
     if plan.out is not None:
         path = plan.out.expanduser().resolve()
     else:
         folder = loop.project_checkpoint_dir(ws.checkpoint_dir(plan.checkpoint_dir), project)
-        path = _free_path(folder, f"final-{len(ids)}-labels-seed-{plan.seed}")
+        members_part = f"-ensemble-{plan.ensemble}" if plan.ensemble > 1 else ""
+        path = _free_path(folder, f"final-{len(ids)}-labels-seed-{plan.seed}{members_part}")
     training.save_checkpoint(model, path, cfg, {"project": project.name, "final": True, "labels": int(len(ids)),
-                                                "recipe": plan.recipe},
+                                                "recipe": plan.recipe, "ensemble": plan.ensemble},
                              input_shape=data.pool.input_shape, num_classes=data.pool.num_classes)
-    return FinalReport(project.name, path, int(len(ids)), metrics, settings, seconds)
+    return FinalReport(project.name, path, int(len(ids)), metrics, settings, seconds, members)

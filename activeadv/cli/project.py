@@ -440,6 +440,10 @@ def report_command(project_name: str | None, out_dir: Path, database_url: str | 
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Checkpoint file to write (replaced if it exists) [default: a new final-N-labels-seed-S.pt in "
                    "the project's checkpoint folder].")
+@click.option("--ensemble", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train this many models (model seeds SEED, SEED+1, ...) and ship the mean of their predictions "
+                   "as one checkpoint: N times the training, +0.1-0.2 points on MNIST (3 models on 300 dfal labels: "
+                   "99.10% against 98.97% for one; docs/results.md).")
 @train_options
 @seed_option
 @device_option
@@ -450,24 +454,24 @@ def report_command(project_name: str | None, out_dir: Path, database_url: str | 
 @json_option
 @click.pass_context
 def final_model_command(ctx: click.Context, project_name: str | None, recipe: str, out: Path | None,
-                        seed: int, device: str, execution: Any, checkpoint_dir: Path | None,
+                        ensemble: int, seed: int, device: str, execution: Any, checkpoint_dir: Path | None,
                         database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Train the model to ship: one long training on every label the project holds.
 
     Rounds train briefly, since their models only rank the pool while
     annotators wait; when labeling is done, the labels they chose are worth
     one long training (MNIST, dfal's 300 labels: 97.8% from the rounds,
-    98.9-99.0% from this recipe; docs/results.md).  Training options typed
-    here override the recipe.  Nothing in the database changes: no round, no
-    request.  The checkpoint can be attacked with `activeadv robustness
-    --checkpoint PATH`.
+    98.9-99.0% from this recipe, 99.1% from an ensemble of 3; docs/results.md).
+    Training options typed here override the recipe.  Nothing in the database
+    changes: no round, no request.  The checkpoint can be attacked with
+    `activeadv robustness --checkpoint PATH`.
 
-    Example: activeadv final-model --json;  activeadv final-model --unlabeled-steps 6000 --out model.pt
+    Example: activeadv final-model --json;  activeadv final-model --ensemble 3 --seed 1 --out model.pt
     """
     from activeadv.app.final import FinalPlan, train_final
 
     plan = FinalPlan(recipe=recipe, train_overrides=_explicit_train_settings(ctx, train_kwargs), seed=seed,
-                     device=device, out=out, checkpoint_dir=checkpoint_dir, execution=execution)
+                     ensemble=ensemble, device=device, out=out, checkpoint_dir=checkpoint_dir, execution=execution)
     with _workspace(database_url) as ws:
         report = train_final(ws, project_name, plan, progress=not quiet and not as_json)
     if as_json:
@@ -476,7 +480,10 @@ def final_model_command(ctx: click.Context, project_name: str | None, recipe: st
     m = report.metrics
     acc = "" if m is None else (f"; test accuracy {100 * m.accuracy:.2f}% on {m.n} items (FGSM "
                                 f"{_pct(m.fgsm_accuracy)}, PGD {_pct(m.pgd_accuracy)})")
-    click.echo(f"final model of {report.project}: trained on {report.labels} labels in "
+    if report.member_accuracy:
+        acc += "; its models alone: " + ", ".join(f"{100 * a:.2f}%" for a in report.member_accuracy)
+    kind = f"ensemble of {ensemble} models" if ensemble > 1 else "model"
+    click.echo(f"final {kind} of {report.project}: trained on {report.labels} labels in "
                f"{report.train_seconds:.0f} s{acc}; saved to {report.path}")
 
 

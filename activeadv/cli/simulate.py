@@ -63,6 +63,8 @@ from activeadv.cli.common import (
                    "the chosen labels are worth once labeling stops (final.jsonl; kept by --resume).")
 @click.option("--final-steps", type=COUNT, default=3000, show_default=True,
               help="Steps of each final model's training.")
+@click.option("--final-ensemble", type=COUNT, default=1, show_default=True,
+              help="Each final model an ensemble of this many model seeds (as `activeadv final-model --ensemble`).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/simulate"),
               show_default=True, help="Folder for curves.csv, summary.json, learning_curves.png.")
 @db_option
@@ -72,7 +74,8 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
                      budget: int, seeds: int, seed: int, subsample: int | None, dfal_add_adversarial: bool,
                      dfal_mode: str, target_accuracy: float | None, oracle_error: float, stop_window: int,
                      stop_threshold: float, resume: bool, device: str, execution: Any, jobs: int,
-                     random_until: int | None, final_model: bool, final_steps: int, out_dir: Path,
+                     random_until: int | None, final_model: bool, final_steps: int, final_ensemble: int,
+                     out_dir: Path,
                      database_url: str | None, quiet: bool, as_json: bool, **train_kwargs) -> None:
     """Compare selection strategies by simulation: hidden labels revealed on request.
 
@@ -95,7 +98,8 @@ def simulate_command(dataset: str, classes: str | None, strategies: str, initial
                         subsample=subsample, dfal_add_adversarial=dfal_add_adversarial, dfal_mode=dfal_mode,
                         target_accuracy=target_accuracy, oracle_error=oracle_error, stop_window=stop_window,
                         stop_threshold=stop_threshold, device=device, execution=execution, jobs=jobs,
-                        final_model=final_model, final_steps=final_steps, random_until=random_until)
+                        final_model=final_model, final_steps=final_steps, final_ensemble=final_ensemble,
+                        random_until=random_until)
     res = simulate(plan, out_dir, database_url=database_url, resume=resume, progress=not quiet)
     if as_json:
         echo_json(res.summary)
@@ -124,8 +128,9 @@ def format_summary(summary: dict) -> str:
         lines.append(f"final model ({steps} steps) on each curve's last labels, mean over seeds (final.jsonl):")
         for name, f in finals.items():
             fgsm = "" if f["fgsm_accuracy_mean"] is None else f", FGSM {100 * f['fgsm_accuracy_mean']:.1f}%"
+            members = f" (ensembles of {f['members']} models)" if f.get("members", 1) > 1 else ""
             lines.append(f"  {name}: {100 * f['accuracy_mean']:.2f}±{100 * f['accuracy_std']:.2f}% on "
-                         f"{'/'.join(str(n) for n in f['labels'])} labels{fgsm}")
+                         f"{'/'.join(str(n) for n in f['labels'])} labels{fgsm}{members}")
     suites = {name: s["robustness"] for name, s in summary["strategies"].items() if s.get("robustness")}
     if suites:
         lines.append("last round's robustness (accuracy at the training eps, mean over seeds; robustness.csv):")

@@ -59,7 +59,7 @@ def test_final_model_trains_on_every_label_with_the_recipe_and_changes_nothing_s
     assert (cfg["unlabeled"], cfg["ema"], cfg["augment"]) == ("vat", 0.999, True)
     assert (cfg["unlabeled_min_steps"], cfg["unlabeled_batch_size"], cfg["batch_size"]) == (20, 16, 16)
     assert cfg["epsilon"] == 0.05  # the project's (FAST), not the default 0.1
-    assert saved["meta"] == {"project": "tiny", "final": True, "labels": 20, "recipe": "final"}
+    assert saved["meta"] == {"project": "tiny", "final": True, "labels": 20, "recipe": "final", "ensemble": 1}
     assert report["settings"]["unlabeled"] == "vat" and report["settings"]["unlabeled_min_steps"] == 20
 
     # the saved weights are the reported model: the robustness suite's clean accuracy on the same test split
@@ -100,3 +100,28 @@ def test_a_project_without_labels_or_a_folder_as_out_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="is a folder"):  # the use case refuses it too (callers other than the CLI)
         with Workspace(url) as ws:
             train_final(ws, None, FinalPlan(out=tmp_path))
+
+
+def test_an_ensemble_of_model_seeds_is_one_checkpoint_whose_first_member_is_the_single_model(tmp_path,
+                                                                                             database_url):
+    _project_with_labels(tmp_path, database_url)
+    single = _final(database_url, tmp_path, "--seed", "3")
+    report = _final(database_url, tmp_path, "--seed", "3", "--ensemble", "2")
+    path = Path(report["checkpoint"])
+    assert path.name == "final-20-labels-seed-3-ensemble-2.pt"
+    assert report["ensemble"] == 2 and len(report["member_accuracy"]) == 2
+    assert report["member_accuracy"][0] == pytest.approx(single["accuracy"])  # member 0: model seed 3
+    assert single["ensemble"] == 1 and single["member_accuracy"] == []
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    assert saved["ensemble"] == 2 and saved["meta"]["ensemble"] == 2
+    first = torch.load(single["checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(saved["state_dict"][f"members.0.{k}"], v) for k, v in first.items())
+    # the file loads as the ensemble it reported: the robustness suite's clean accuracy is the report's
+    suite = json.loads(invoke("robustness", "--checkpoint", str(path), "-p", "tiny", "--db", database_url, "--json",
+                              "--eval-attacks", "fgsm", "--eval-eps", "0.05", "--eval-subset", "30", "-q").output)
+    assert [r for r in suite["rows"] if r["attack"] == "clean"][0]["accuracy"] == pytest.approx(report["accuracy"])
+    text = invoke("final-model", "--db", database_url, "--checkpoint-dir", str(tmp_path / "ck"), "--ensemble", "2",
+                  "-q", *SHORT).output
+    assert text.startswith("final ensemble of 2 models of tiny") and "its models alone:" in text
+    result = CliRunner().invoke(cli, ["final-model", "--db", database_url, "--ensemble", "0", "-q", *SHORT])
+    assert result.exit_code == 2 and "--ensemble" in result.output

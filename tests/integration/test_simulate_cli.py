@@ -296,6 +296,15 @@ def test_simulate_final_model_trains_each_curves_labels_with_the_recipe_and_resu
     longer = CliRunner().invoke(cli, [*base, "--final-steps", "13", "--resume", "--json"], catch_exceptions=False)
     assert longer.exit_code == 0 and len(calls) == 1 and calls[0][1].unlabeled_min_steps == 13
     assert json.loads(longer.output)["strategies"]["entropy"]["final_model"]["accuracy"] != [0.123456]
+    # an ensemble of 2 model seeds: other settings again (trained anew), the curve's seed and the next one
+    calls.clear()
+    pair = CliRunner().invoke(cli, [*base, "--final-steps", "13", "--final-ensemble", "2", "--resume"],
+                              catch_exceptions=False)
+    assert pair.exit_code == 0 and [c[1].seed for c in calls] == [0, 1], pair.output
+    assert all(np.array_equal(c[0], ids) for c in calls) and "(ensembles of 2 models)" in pair.output
+    lines = (out / "final.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["ensemble"] == 2 and json.loads(lines[1])["members"] == 2
+    assert json.loads((out / "summary.json").read_text())["strategies"]["entropy"]["final_model"]["members"] == 2
 
 
 def test_simulate_random_until_picks_at_random_while_the_curve_is_small(tmp_path):
