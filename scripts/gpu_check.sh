@@ -16,6 +16,11 @@
 #     (scripts/ensemble_probs.py scores them); 6 side by side, then 6 more; then EntMin on dfal seeds 0-2 and
 #     random (model seed 1) in the time left.  Beside them all, one curve to 620 labels (dfal, seed 0, the study's
 #     settings) so that FGSM accuracy at 620 labels is measured.
+#   MODE=study620: the rest of the 620-label protocol (20 + 40 a round, 3 seeds, the VAT settings of
+#     docs/results/gpu/study620), 4 strategies x 3 seeds as 12 processes, packed into one file:
+#     PART=vat: margin, least-confidence, coreset, fgsm-margin with VAT; PART=none-a: dfal, random, entropy,
+#     dfal+kcenter with --unlabeled none (the default training: augmentation on); PART=none-b: the other four so.
+#     On an H200 the 12 VAT curves took 4.2 minutes.
 # bench and study start with a smoke run of the CUDA path (digits: VAT, dfal and dfal+kcenter on the GPU).
 # Measured on an H200 (2026-11-26): one process trains at ~15 ms a VAT step whatever the batch (the GPU waits on
 # Python's kernel launches), 2-3 processes side by side each keep that pace, 16 starve each other (on 14 cores);
@@ -78,6 +83,28 @@ if [ "$MODE" = final ]; then
   wait
   say "second set: dfal mean $(mean_accuracy "$R"/final_dfal?_"${steps}"_m"${mseed}".txt)"
   tar -czf "$OUT/gpu_runs.tgz" -C "$R" . && cat "$R"/final_*.txt >"$OUT/final.txt" && rm -rf "$R"
+  say "packed"
+  exit 0
+fi
+
+if [ "$MODE" = study620 ]; then
+  PART=${PART:-vat}
+  case "$PART" in
+    vat) strategies="margin least-confidence coreset fgsm-margin"; training=(--unlabeled vat --unlabeled-steps 500 --unlabeled-batch-size 64 --no-augment) ;;
+    none-a) strategies="dfal random entropy dfal+kcenter"; training=(--unlabeled none) ;;
+    none-b) strategies="margin least-confidence coreset fgsm-margin"; training=(--unlabeled none) ;;
+    *) say "unknown PART=$PART (vat, none-a, none-b)"; exit 2 ;;
+  esac
+  say "study620 $PART: $strategies"
+  for s in $strategies; do
+    timeout $((TOTAL - SECONDS - 25)) $AA simulate --dataset "idx:$MNIST" --strategies "$s" --initial 20 \
+        --query-size 40 --budget 620 --seeds 3 --jobs 3 --target-accuracy 0.99 --subsample 10000 "${training[@]}" \
+        --ema 0.99 --device "${DEVICE:-cuda}" -q --out "$R/$PART-${s/+/-}" >"$R/log-$PART-${s/+/-}.txt" 2>&1 &
+  done
+  sleep 60; say "$(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader)"
+  wait
+  for s in $strategies; do say "$s: $(cat "$R/$PART-${s/+/-}/points.jsonl" 2>/dev/null | grep -c '"labels"') of 48 points"; done
+  tar -czf "$OUT/study620_$PART.tgz" -C "$R" . && rm -rf "$R"
   say "packed"
   exit 0
 fi
