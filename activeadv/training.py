@@ -619,9 +619,9 @@ def predict_proba(model: nn.Module, pool: Pool, ids: np.ndarray, *, batch_size: 
     return out
 
 
-def clean_accuracy(model: nn.Module, test: Pool, cfg: TrainConfig) -> float:
-    """Accuracy on the whole test split, without the attacks of ``evaluate`` (an ensemble's members)."""
-    probs = predict_proba(model, test, test.ids, batch_size=cfg.eval_batch_size)
+def clean_accuracy(model: nn.Module, test: Pool, cfg: TrainConfig, *, progress: bool = False) -> float:
+    """Accuracy on the whole test split: ``evaluate`` without its attacks (an ensemble's members alone)."""
+    probs = predict_proba(model, test, test.ids, batch_size=cfg.eval_batch_size, progress=progress)
     return float((probs.argmax(1) == test.targets(test.ids)).mean())
 
 
@@ -632,8 +632,7 @@ def evaluate(model: nn.Module, test: Pool, cfg: TrainConfig, *, progress: bool =
     ``epsilon == 0`` the adversarial accuracies are not measured.
     """
     ids = test.ids
-    probs = predict_proba(model, test, ids, batch_size=cfg.eval_batch_size, progress=progress)
-    accuracy = float((probs.argmax(1) == test.targets(ids)).mean())
+    accuracy = clean_accuracy(model, test, cfg, progress=progress)
     if cfg.epsilon <= 0:
         return EvalMetrics(accuracy=accuracy, n=len(ids))
     subset = ids

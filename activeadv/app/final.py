@@ -54,6 +54,7 @@ class FinalReport:
     metrics: EvalMetrics | None
     settings: dict[str, Any]  # the recipe and the typed options, applied over the project's settings
     train_seconds: float
+    ensemble: int = 1  # models averaged in the checkpoint
     member_accuracy: list[float] = field(default_factory=list)  # an ensemble's members alone (clean, test split)
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,7 +63,7 @@ class FinalReport:
                 "accuracy": None if m is None else m.accuracy,
                 "fgsm_accuracy": None if m is None else m.fgsm_accuracy,
                 "pgd_accuracy": None if m is None else m.pgd_accuracy,
-                "test_items": None if m is None else m.n, "ensemble": max(1, len(self.member_accuracy)),
+                "test_items": None if m is None else m.n, "ensemble": self.ensemble,
                 "member_accuracy": self.member_accuracy,
                 "settings": self.settings, "train_seconds": round(self.train_seconds, 1)}
 
@@ -114,4 +115,4 @@ def train_final(ws: Workspace, name: str | None, plan: FinalPlan, *, progress: b
     training.save_checkpoint(model, path, cfg, {"project": project.name, "final": True, "labels": int(len(ids)),
                                                 "recipe": plan.recipe, "ensemble": plan.ensemble},
                              input_shape=data.pool.input_shape, num_classes=data.pool.num_classes)
-    return FinalReport(project.name, path, int(len(ids)), metrics, settings, seconds, members)
+    return FinalReport(project.name, path, int(len(ids)), metrics, settings, seconds, plan.ensemble, members)

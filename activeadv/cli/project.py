@@ -482,7 +482,7 @@ def final_model_command(ctx: click.Context, project_name: str | None, recipe: st
                                 f"{_pct(m.fgsm_accuracy)}, PGD {_pct(m.pgd_accuracy)})")
     if report.member_accuracy:
         acc += "; its models alone: " + ", ".join(f"{100 * a:.2f}%" for a in report.member_accuracy)
-    kind = f"ensemble of {ensemble} models" if ensemble > 1 else "model"
+    kind = f"ensemble of {report.ensemble} models" if report.ensemble > 1 else "model"
     click.echo(f"final {kind} of {report.project}: trained on {report.labels} labels in "
                f"{report.train_seconds:.0f} s{acc}; saved to {report.path}")
 
