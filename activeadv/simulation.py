@@ -229,25 +229,33 @@ def _run_in_processes(job: Callable[..., Iterator[Any]], args: tuple[Any, ...], 
     are shared out, so N processes do not oversubscribe the cores.  A process
     that dies (killed, out of memory) is a one-line error naming where the
     finished work is (``saved``), a job's error names its key (``describe``),
-    and an error or Ctrl-C here stops every process: none goes on with the
-    next key.
+    and an error, Ctrl-C or SIGTERM here (``timeout``, ``kill``) stops every
+    process: none goes on with the next key, or with the key it holds.
     """
     import multiprocessing
+    import signal
+    import threading
     from multiprocessing.connection import wait
+
+    def _terminated(signum: int, frame: Any) -> None:  # unwinds through ``finally``, which stops the workers
+        raise SystemExit(128 + signum)
+
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if on_main else None
 
     threads = max(1, torch.get_num_threads() // jobs)
     context = multiprocessing.get_context("spawn")
     todo = list(keys)
     workers = []
-    for i in range(jobs):
-        mine, theirs = context.Pipe()
-        proc = context.Process(target=_worker_main, args=(job, args, threads, theirs),
-                               name=f"activeadv-simulate-{i}", daemon=True)
-        proc.start()
-        theirs.close()  # only the worker's copy stays open: its death closes the pipe
-        workers.append((proc, mine))
     active = []  # the pipes of processes working on a key; one told to stop is never read again
     try:
+        for i in range(jobs):
+            mine, theirs = context.Pipe()
+            proc = context.Process(target=_worker_main, args=(job, args, threads, theirs),
+                                   name=f"activeadv-simulate-{i}", daemon=True)
+            proc.start()
+            theirs.close()  # only the worker's copy stays open: its death closes the pipe
+            workers.append((proc, mine))
         for _, channel in workers:
             if todo:
                 channel.send(todo.pop(0))
@@ -282,6 +290,8 @@ def _run_in_processes(job: Callable[..., Iterator[Any]], args: tuple[Any, ...], 
                 proc.terminate()
             proc.join()
             channel.close()
+        if on_main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _complete_curves(points: Sequence[CurvePoint], rounds: int) -> dict[tuple[str, int], list[CurvePoint]]:

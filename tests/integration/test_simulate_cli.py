@@ -252,6 +252,36 @@ def test_simulate_jobs_a_killed_worker_is_a_one_line_error_and_keeps_finished_ro
         assert not status.exists() or "zombie" in status.read_text()
 
 
+def test_simulate_jobs_sigterm_stops_the_workers_too_and_keeps_finished_rounds(tmp_path):
+    """``timeout`` and ``kill`` send SIGTERM to simulate: its worker processes stop with it instead of training
+    their curves on, unseen, until they next try to report."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "activeadv", "simulate", "--dataset", "digits", "--strategies", "random,dfal",
+           "--initial", "20", "--query-size", "10", "--budget", "400", "--seeds", "2", "--target-accuracy", "0.9",
+           "--jobs", "2", "--out", str(out), *FAST]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    log = out / "points.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.5)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"], capture_output=True,
+                             text=True).stdout.split()
+    assert len(workers) == 2, "the two worker processes should be running"
+    logged = len(log.read_text().splitlines())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err
+    assert len(log.read_text().splitlines()) >= logged  # the rounds finished before stay logged
+    for pid in workers:  # both were stopped by simulate itself (a worker's curve takes minutes more)
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "zombie" in status.read_text()
+
+
 def test_simulate_final_model_trains_each_curves_labels_with_the_recipe_and_resume_keeps_it(tmp_path, monkeypatch):
     """--final-model: after the curves, one long training per curve on exactly the labels it ended with, with the
     final recipe (VAT, averaging 0.999, --final-steps); final.jsonl keeps them for --resume."""
