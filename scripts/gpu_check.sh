@@ -13,7 +13,7 @@
 #   MODE=ensemble: model-seed ensembles of the final model: on the labels of a finished study (FROM, default
 #     docs/results/ema/vat-warmup: dfal after a random round, the default since 2026-11-26), dfal seeds 0-2 and
 #     random 300, each with model seeds 1-3 (FINAL_STEPS, default 3000), saving each model's test softmax
-#     (scripts/ensemble_probs.py scores them); 6 side by side, then 6 more; then EntMin on dfal seeds 0-2 and
+#     (scripts/ensemble_probs.py scores them); model seeds 1-2 as 8 side by side, then seed 3 as 4; then EntMin on dfal seeds 0-2 and
 #     random (model seed 1) in the time left.  Beside them all, one curve to 620 labels (dfal, seed 0, the study's
 #     settings) so that FGSM accuracy at 620 labels is measured.
 #   MODE=study620: the rest of the 620-label protocol (20 + 40 a round, 3 seeds, the VAT settings of
