@@ -223,10 +223,9 @@ def test_the_log_rebuilds_each_rounds_labeled_set_for_a_final_training(tmp_path)
     assert line["chosen_by"] == "entropy seed 0" and line["labels"] == 30 and 0 < line["accuracy"] <= 1
 
 
-@pytest.mark.slow
-def test_simulate_jobs_a_killed_worker_is_a_one_line_error_and_keeps_finished_rounds(tmp_path):
+def _jobs_run_with_rounds_logged(tmp_path: Path) -> tuple[subprocess.Popen, Path, list[str]]:
+    """A long ``simulate --jobs 2`` in a subprocess, once it has logged 2 rounds: (process, its log, worker pids)."""
     import os
-    import signal
     import time
 
     out = tmp_path / "run"
@@ -241,45 +240,44 @@ def test_simulate_jobs_a_killed_worker_is_a_one_line_error_and_keeps_finished_ro
         time.sleep(0.5)
     workers = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"], capture_output=True,
                              text=True).stdout.split()
+    return proc, log, workers
+
+
+def _gone(pid: str) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or "zombie" in status.read_text()
+
+
+@pytest.mark.slow
+def test_simulate_jobs_a_killed_worker_is_a_one_line_error_and_keeps_finished_rounds(tmp_path):
+    import os
+    import signal
+
+    proc, log, workers = _jobs_run_with_rounds_logged(tmp_path)
     assert workers, "no worker process found"
     os.kill(int(workers[0]), signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
     assert "worker process died" in err and "--resume" in err and "Traceback" not in err
     assert len(log.read_text().splitlines()) >= 3  # the rounds finished before stay logged
-    for pid in workers[1:]:  # the other worker was stopped too, not left to go on with the next curve
-        status = Path(f"/proc/{pid}/status")
-        assert not status.exists() or "zombie" in status.read_text()
+    # the other worker was stopped too, not left to go on with the next curve
+    assert all(_gone(pid) for pid in workers[1:])
 
 
 def test_simulate_jobs_sigterm_stops_the_workers_too_and_keeps_finished_rounds(tmp_path):
     """``timeout`` and ``kill`` send SIGTERM to simulate: its worker processes stop with it instead of training
     their curves on, unseen, until they next try to report."""
-    import os
     import signal
-    import time
 
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "activeadv", "simulate", "--dataset", "digits", "--strategies", "random,dfal",
-           "--initial", "20", "--query-size", "10", "--budget", "400", "--seeds", "2", "--target-accuracy", "0.9",
-           "--jobs", "2", "--out", str(out), *FAST]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    log = out / "points.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
-        time.sleep(0.5)
-    workers = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"], capture_output=True,
-                             text=True).stdout.split()
+    proc, log, workers = _jobs_run_with_rounds_logged(tmp_path)
     assert len(workers) == 2, "the two worker processes should be running"
     logged = len(log.read_text().splitlines())
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err
     assert len(log.read_text().splitlines()) >= logged  # the rounds finished before stay logged
-    for pid in workers:  # both were stopped by simulate itself (a worker's curve takes minutes more)
-        status = Path(f"/proc/{pid}/status")
-        assert not status.exists() or "zombie" in status.read_text()
+    # both were stopped by simulate itself (a worker's curve takes minutes more)
+    assert all(_gone(pid) for pid in workers)
 
 
 def test_simulate_final_model_trains_each_curves_labels_with_the_recipe_and_resume_keeps_it(tmp_path, monkeypatch):
