@@ -45,13 +45,16 @@ class SmallCNN(nn.Module):
 
     def __init__(self, in_channels: int, height: int, width: int, num_classes: int, hidden: int = 128) -> None:
         super().__init__()
+        # Pool before ReLU: the same function (max and ReLU commute, and the ReLU
+        # sees a quarter of the values), the same parameter names as checkpoints
+        # saved with the other order.
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 32, 3, padding=1),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
             nn.Conv2d(32, 64, 3, padding=1),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
         )
         h, w = max(height // 4, 1), max(width // 4, 1)
         if h > 7 or w > 7:  # large photos: cap the dense layer's size
@@ -59,6 +62,11 @@ class SmallCNN(nn.Module):
             h, w = min(h, 7), min(w, 7)
         self.embedding = nn.Sequential(nn.Flatten(), nn.Linear(64 * h * w, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, num_classes)
+        # Channels-last weights keep every activation channels-last, the layout of
+        # the pools' images (data.canonical): a 1-channel input carries no layout
+        # of its own, and on CPU torch 2.13's max-pool runs 6x slower on row-major
+        # activations (docs/benchmarks.md, "Memory layout").
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedding(self.features(x))
@@ -121,6 +129,21 @@ class Ensemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         log_probs = torch.stack([torch.log_softmax(m(x), dim=1) for m in self.members])
         return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+
+
+# Layers whose output does not depend on train/eval mode or on the rest of the batch.
+_MODE_FREE = (nn.Conv2d, nn.Linear, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Sequential,
+              nn.ModuleList, SmallCNN, MLP, Ensemble)
+
+
+def mode_free(model: nn.Module) -> bool:
+    """Whether ``model`` computes the same function in train and eval mode (no batch-norm, no dropout).
+
+    Why: a training step may then reuse its clean forward pass for what an
+    attack would recompute in eval mode (``training.train_step``).  A layer
+    not known here counts as mode-dependent.
+    """
+    return all(isinstance(m, _MODE_FREE) for m in model.modules())
 
 
 def count_parameters(model: nn.Module) -> int:

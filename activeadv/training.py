@@ -59,7 +59,7 @@ from torch import nn
 from activeadv import attacks
 from activeadv.data import Pool, canonical, stream
 from activeadv.errors import ConfigError
-from activeadv.networks import Ensemble, build_network, device_of, row_slices
+from activeadv.networks import Ensemble, build_network, device_of, mode_free, row_slices
 from activeadv.progress import bar as progress_bar
 from activeadv.records import EvalMetrics
 from activeadv.robustness import ATTACKS, RobustnessConfig
@@ -341,12 +341,21 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
     Python issues the next step's kernels.
     """
     model.train()
-    clean_loss = F.cross_entropy(model(x), y)
+    adversarial = not (cfg.adv == "none" or cfg.alpha >= 1.0 or cfg.epsilon == 0)
+    # FGSM from the model's own gradient: the clean pass below is the one FGSM would run (docs/benchmarks.md)
+    shared = adversarial and cfg.adv == "fgsm" and source is None and mode_free(model)
+    x_in = x.detach().requires_grad_(True) if shared else x
+    logits = model(x_in)
+    clean_loss = F.cross_entropy(logits, y)
     stats: dict[str, Any] = {"clean_loss": clean_loss.detach()}
-    if cfg.adv == "none" or cfg.alpha >= 1.0 or cfg.epsilon == 0:
+    if not adversarial:
         loss = clean_loss
     else:
-        x_adv = adversarial_inputs(model, x, y, cfg, clip, generator, source=source)
+        if shared:
+            target = logits.detach().argmax(1) if cfg.adv_target == "predicted" else y
+            x_adv = attacks.fgsm_from_pass(logits, x_in, target, cfg.epsilon, clip)
+        else:
+            x_adv = adversarial_inputs(model, x, y, cfg, clip, generator, source=source)
         adv_loss = F.cross_entropy(model(x_adv), y)
         loss = cfg.alpha * clean_loss + (1 - cfg.alpha) * adv_loss
         stats["adv_loss"] = adv_loss.detach()
@@ -357,7 +366,8 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
         loss = loss + weight * term
         stats.update(extra, unlabeled_loss=term.detach())
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    # the weights' gradients only: with ``shared`` the input requires grad too, and its gradient is not wanted
+    loss.backward(inputs=[p for p in model.parameters() if p.requires_grad] if shared else None)
     optimizer.step()
     stats["loss"] = loss.detach()
     return {k: float(v) for k, v in stats.items()} if sync else stats

@@ -91,12 +91,20 @@ def test_static_models_give_their_gradients_in_round_robin_and_are_never_updated
         crafters.append(model)
         return real_fgsm(model, *args, **kwargs)
 
+    real_from_pass = attacks.fgsm_from_pass
+    own = object()  # the model's own turn: FGSM from the step's clean pass (the model is mode-free)
+
+    def from_pass_spy(*args, **kwargs):
+        crafters.append(own)
+        return real_from_pass(*args, **kwargs)
+
     monkeypatch.setattr(attacks, "fgsm", fgsm_spy)
+    monkeypatch.setattr(attacks, "fgsm_from_pass", from_pass_spy)
     cfg = replace(CFG, adv="fgsm", adv_target="true", adv_ensemble=2)
-    model = _fit(pool, cfg, static_models=statics)
+    _fit(pool, cfg, static_models=statics)
     total = step_count(len(pool), cfg)
     # the last K=2 static models take turns with the model itself: own, s1, s2, own, s1, s2, ...
-    expected = [model if s % 3 == 0 else statics[s % 3] for s in range(total)]
+    expected = [own if s % 3 == 0 else statics[s % 3] for s in range(total)]
     assert [c is e for c, e in zip(crafters, expected)] == [True] * total and len(crafters) == total
     assert calls[0] == []  # the first of three is beyond K
     for i in (1, 2):
