@@ -129,7 +129,7 @@ def fgsm_from_pass(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, epsil
     """
     loss = F.cross_entropy(logits, y, reduction="sum")  # sum, as in fgsm: the sign is what counts
     (grad,) = torch.autograd.grad(loss, x, retain_graph=True)
-    return _clip(x.detach() + epsilon * grad.sign(), clip).detach()
+    return _clip(x.detach() + epsilon * _direction(grad, "inf"), clip).detach()  # fgsm's own step
 
 
 def _random_start(x: torch.Tensor, epsilon: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:

@@ -65,7 +65,7 @@ class SmallCNN(nn.Module):
         # Channels-last weights keep every activation channels-last, the layout of
         # the pools' images (data.canonical): a 1-channel input carries no layout
         # of its own, and on CPU torch 2.13's max-pool runs 6x slower on row-major
-        # activations (docs/benchmarks.md, "Memory layout").
+        # activations (docs/benchmarks.md, section 7b).
         self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
