@@ -27,21 +27,8 @@ from scipy.stats import spearmanr
 from activeadv import attacks
 from activeadv.acquisition import ScoringContext, make_strategy, per_item
 from activeadv.data import load_dataset
+from activeadv.simulation import labeled_at, read_point_log
 from activeadv.training import TrainConfig, evaluate, stored_settings, train
-
-
-def labeled_sets(points: Path, strategy: str, seed: int) -> tuple[dict, dict[int, tuple[int, np.ndarray]]]:
-    """The run's settings and, per budget the curve passed, its round and the ids it held then (the rounds' added)."""
-    lines = [json.loads(line) for line in points.read_text().splitlines() if line.strip()]
-    settings = next(line["settings"] for line in lines if "settings" in line)
-    rounds = sorted((p for p in lines if p.get("strategy") == strategy and p.get("seed") == seed),
-                    key=lambda p: p["round"])
-    held: list[int] = []
-    sets = {}
-    for point in rounds:
-        held += point["added"]
-        sets[int(point["labels"])] = int(point["round"]), np.array(sorted(held), dtype=np.int64)
-    return settings, sets
 
 
 def gap_and_gradient(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,17 +54,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    settings, sets = labeled_sets(args.points, args.strategy, args.seed)
+    settings, logged = read_point_log(args.points)
+    points = [point for point, _ in logged]
     stored = TrainConfig(**{**stored_settings(settings["train"]), "device": "cpu"})
     n = int(settings["query_size"])
     ds = load_dataset(args.dataset)
     pool = ds.pool
     results = {}
     for budget in (int(b) for b in args.budgets.split(",")):
-        if budget not in sets:
-            raise SystemExit(f"the {args.strategy} seed {args.seed} curve has no round at {budget} labels: "
-                             f"{sorted(sets)}")
-        round_no, labeled = sets[budget]
+        labeled = np.sort(labeled_at(points, args.strategy, args.seed, budget))
+        round_no = next(p.round for p in points
+                        if p.strategy == args.strategy and p.seed == args.seed and p.labels == budget)
         cfg = replace(stored, seed=args.seed * 1000 + round_no)  # the round's own model seed (simulation.py)
         rest = np.setdiff1d(pool.ids, labeled)
         model = train(pool, labeled, pool.targets(labeled), cfg,
