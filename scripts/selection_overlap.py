@@ -60,6 +60,8 @@ def main() -> None:
     n = int(settings["query_size"])
     ds = load_dataset(args.dataset)
     pool = ds.pool
+    dfal = make_strategy("dfal", mode=settings.get("dfal_mode", "fast"))  # as the run ranked
+    others = {name: make_strategy(name) for name in args.others.split(",")}
     results = {}
     for budget in (int(b) for b in args.budgets.split(",")):
         labeled = np.sort(labeled_at(points, args.strategy, args.seed, budget))
@@ -73,14 +75,13 @@ def main() -> None:
         rng = np.random.default_rng(args.seed * 1000 + budget)
         ids = np.sort(rng.choice(rest, min(args.candidates, len(rest)), replace=False))
         ctx = ScoringContext(labeled_ids=labeled, n=n)
-        dfal = make_strategy("dfal", mode=settings.get("dfal_mode", "fast"))
         base = dfal.score(model, pool, ids, ctx)
         first = per_item(model, pool, ids, ctx, partial(attacks.linear_margin, model, top_k=1), "first")
         top = set(np.argsort(-base, kind="stable")[:n].tolist())
         row: dict = {"labels": budget, "test_accuracy": evaluate(model, ds.test, cfg).accuracy,
                      "candidates": int(len(ids)), "n": n, "versus_dfal": {}}
-        for name in args.others.split(","):
-            scores = make_strategy(name).score(model, pool, ids, ScoringContext(labeled_ids=labeled, n=n))
+        for name, strategy in others.items():
+            scores = strategy.score(model, pool, ids, ScoringContext(labeled_ids=labeled, n=n))
             picks = set(np.argsort(-scores, kind="stable")[:n].tolist())
             row["versus_dfal"][name] = {
                 "shared_of_n": len(picks & top),
