@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from activeadv.acquisition import DFAL, make_strategy, select
+from activeadv.comparison import paired_difference
 from activeadv.data import Dataset, Pool
 from activeadv.errors import ConfigError
 from activeadv.execution import Execution
@@ -396,26 +397,29 @@ def summarize(points: Sequence[CurvePoint], target: float, dataset: str = "",
               reference_accuracy: float | None = None,
               stopping: StabilizingPredictions | None = None, epsilon: float | None = None) -> dict[str, Any]:
     """The ``summary.json`` payload: per strategy AULC, final accuracy, labels to target, saving vs random,
-    where the stopping rule fired (labels, and the accuracy reached there) and, with the suite on, the last
-    round's robustness (``last_round_robustness``; headline at ``epsilon``, the training eps)."""
+    where the stopping rule fired (labels, and the accuracy reached there), the paired AULC difference to every
+    other strategy (``versus``: mean over shared seeds, 95% CI, seeds ahead, sign-flip p) and, with the suite on,
+    the last round's robustness (``last_round_robustness``; headline at ``epsilon``, the training eps)."""
     stopping = stopping or StabilizingPredictions()
     curves: dict[str, dict[int, list[CurvePoint]]] = defaultdict(lambda: defaultdict(list))
     for p in points:
         curves[p.strategy][p.seed].append(p)
     out: dict[str, Any] = {"dataset": dataset, "target_accuracy": target,
                            "reference_accuracy": reference_accuracy, "strategies": {}}
+    seed_aulc: dict[str, dict[int, float]] = defaultdict(dict)
     for name, by_seed in curves.items():
         aulcs, finals, reach, fgsm_finals, stops, stop_accs = [], [], [], [], [], []
         goals: dict[float, list[int | None]] = defaultdict(list)
-        for seed_points in by_seed.values():
+        for seed, seed_points in by_seed.items():
             seed_points.sort(key=lambda p: p.round)
             labels = [p.labels for p in seed_points]
             accs = [p.accuracy for p in seed_points]
+            seed_aulc[name][seed] = aulc(labels, accs)
             fired = stopping.first_fired([p.agreement for p in seed_points])
             if fired is not None:
                 stops.append(labels[fired])
                 stop_accs.append(accs[fired])
-            aulcs.append(aulc(labels, accs))
+            aulcs.append(seed_aulc[name][seed])
             finals.append(accs[-1])
             if seed_points[-1].fgsm_accuracy is not None:
                 fgsm_finals.append(seed_points[-1].fgsm_accuracy)
@@ -446,6 +450,10 @@ def summarize(points: Sequence[CurvePoint], target: float, dataset: str = "",
         suite = last_round_robustness([max(pts, key=lambda p: p.round) for pts in by_seed.values()], epsilon)
         if suite is not None:
             out["strategies"][name]["robustness"] = suite
+    for name, stats in out["strategies"].items():
+        # AULC minus each other strategy's, seed by seed: is a lead in the mean more than shared seed noise?
+        stats["versus"] = {other: diff.as_dict() for other in curves if other != name
+                           and (diff := paired_difference(seed_aulc[name], seed_aulc[other])) is not None}
     base = out["strategies"].get("random", {}).get("labels_to_target_mean")
     for stats in out["strategies"].values():
         if base and stats["labels_to_target_mean"] is not None:

@@ -6,6 +6,10 @@
 Reads each folder's summary.json and curves.csv (written by `activeadv simulate`).  ``--versus S`` prints
 instead, for every other strategy in the folders (S's own curves from the first), the seed-budget points from
 ``--from-labels`` on where S is below it: issue 9's "above random and entropy at every budget, in every seed".
+``--paired S`` prints S's AULC minus each other strategy's, seed by seed: the mean, a 95% CI and an exact
+sign-flip test, so a lead smaller than the seed-to-seed noise reads as a tie.
+
+    python scripts/study_table.py --paired dfal docs/results/gpu/study620/*/
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from activeadv.comparison import paired_difference
 from activeadv.simulation import aulc
 from activeadv.training import stored_settings
 
@@ -74,8 +79,8 @@ def main(folders: list[str], targets: list[float]) -> None:
                   f"| {timing} |")
 
 
-def aulc_by_seed(folders: list[str]) -> None:
-    """AULC of every curve, seed by seed: "above the baselines in AULC in every seed" is read here."""
+def seed_aulcs(folders: list[str]) -> dict[tuple[str, str], dict[int, float]]:
+    """(folder, strategy) -> seed -> AULC of that curve."""
     rows: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for folder in folders:
         curves: dict[tuple[str, int], list[tuple[int, float]]] = defaultdict(list)
@@ -84,11 +89,38 @@ def aulc_by_seed(folders: list[str]) -> None:
         for (name, seed), points in curves.items():
             points.sort()
             rows[folder, name][seed] = aulc([n for n, _ in points], [a for _, a in points])
+    return rows
+
+
+def aulc_by_seed(folders: list[str]) -> None:
+    """AULC of every curve, seed by seed: "above the baselines in AULC in every seed" is read here."""
+    rows = seed_aulcs(folders)
     seeds = sorted({seed for by_seed in rows.values() for seed in by_seed})
     print("| folder | strategy |" + "".join(f" seed {s} |" for s in seeds))
     print("|---|---|" + "---|" * len(seeds))
     for (folder, name), by_seed in rows.items():
         print(f"| {folder} | {name} |" + "".join(f" {by_seed[s]:.4f} |" if s in by_seed else " - |" for s in seeds))
+
+
+def paired(folders: list[str], strategy: str) -> None:
+    """S's AULC minus each other strategy's, seed by seed (the same seed shares its seed labels): whether a lead
+    is larger than the seed-to-seed noise.  Curves of one strategy in several folders (more seeds run later)
+    are pooled; a seed found twice keeps the first folder's."""
+    pooled: dict[str, dict[int, float]] = defaultdict(dict)
+    for (_, name), by_seed in seed_aulcs(folders).items():
+        for seed, value in by_seed.items():
+            pooled[name].setdefault(seed, value)
+    mine = pooled.pop(strategy, {})
+    if not mine:
+        raise SystemExit(f"error: no {strategy} curves in {', '.join(folders)}")
+    print(f"| {strategy} minus | seeds | mean AULC difference | 95% CI (t) | {strategy} ahead in | sign-flip p |")
+    print("|---|---|---|---|---|---|")
+    for other, by_seed in sorted(pooled.items()):
+        d = paired_difference(mine, by_seed)
+        if d is None:
+            continue
+        print(f"| {other} | {d.seeds} | {d.mean:+.4f} | [{d.ci_low:+.4f}, {d.ci_high:+.4f}] | {d.ahead} of {d.seeds} "
+              f"| {d.p_value:.3f} |")
 
 
 def versus(folders: list[str], strategy: str, from_labels: int) -> None:
@@ -118,9 +150,13 @@ if __name__ == "__main__":
     parser.add_argument("--from-labels", type=int, default=100)
     parser.add_argument("--targets", default="0.97", help="accuracies for the labels-to columns, e.g. 0.97,0.98,0.99")
     parser.add_argument("--per-seed", action="store_true", help="the AULC of every curve, seed by seed")
+    parser.add_argument("--paired", metavar="S", help="S's AULC minus each other strategy's, seed by seed: mean, "
+                        "95%% CI and a sign-flip test")
     args = parser.parse_args()
     if args.per_seed:
         aulc_by_seed(args.folders)
+    elif args.paired:
+        paired(args.folders, args.paired)
     elif args.versus:
         versus(args.folders, args.versus, args.from_labels)
     else:

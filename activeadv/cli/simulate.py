@@ -122,6 +122,7 @@ def format_summary(summary: dict) -> str:
         saving = "-" if s["saving_vs_random"] is None else f"{100 * s['saving_vs_random']:+.0f}%"
         lines.append(f"{name:<18}{s['aulc_mean']:>9.4f}±{s['aulc_std']:.4f}"
                      f"{s['final_accuracy_mean']:>9.4f}±{s['final_accuracy_std']:.4f}{reach:>20}{saving:>9}")
+    lines += format_versus(summary)
     finals = {name: s["final_model"] for name, s in summary["strategies"].items() if s.get("final_model")}
     if finals:
         steps = summary.get("final_model", {}).get("unlabeled_min_steps")
@@ -142,6 +143,24 @@ def format_summary(summary: dict) -> str:
             lines.append(f"  {name} (eps {at}): {cells}; worst {head['worst_attack']} "
                          f"{100 * head['worst_accuracy']:.1f}%")
     return "\n".join(lines)
+
+
+def format_versus(summary: dict) -> list[str]:
+    """The leader in mean AULC against each other strategy, seed by seed: a lead smaller than the seeds' shared
+    noise shows as a wide interval and a large p, not as a win."""
+    strategies = summary["strategies"]
+    if len(strategies) < 2:
+        return []
+    leader = max(strategies, key=lambda n: strategies[n]["aulc_mean"])
+    versus = strategies[leader].get("versus", {})
+    if not versus or max(v["seeds"] for v in versus.values()) < 2:
+        return []
+    lines = [f"paired AULC, {leader} minus each other strategy (same seeds): mean [95% CI], seeds ahead, "
+             "sign-flip p"]
+    for other, v in sorted(versus.items(), key=lambda kv: kv[1]["mean"]):
+        ci = "" if v["ci_low"] is None else f" [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}]"
+        lines.append(f"  {other:<16}{v['mean']:+.4f}{ci}, {v['ahead']} of {v['seeds']}, p={v['p_value']:.3f}")
+    return lines
 
 
 def register(cli: click.Group) -> None:
