@@ -38,7 +38,8 @@ from activeadv.cli.common import (
 @seed_option
 @subsample_option
 @click.option("--dfal-add-adversarial", is_flag=True,
-              help="DFAL: the queried point's DeepFool copy joins training with the annotator's label.")
+              help="DFAL: the DeepFool copy of each point dfal asked for (not the cold-start random picks) "
+                   "joins training with the annotator's label.")
 @click.option("--dfal-mode", type=click.Choice(["fast", "exact"]), default="fast", show_default=True,
               help="dfal: fast = DeepFool on a first-order shortlist (same top items, ~10x cheaper); "
                    "exact = everywhere.")

@@ -374,3 +374,39 @@ def test_simulate_by_default_picks_one_round_at_random_after_the_initial_set(tmp
     assert added[None][("entropy", 40)] != added[None][("random", 40)]  # then entropy
     assert added[0][("entropy", 30)] != added[0][("random", 30)]  # off: entropy from the first round
 
+
+
+def test_dfal_add_adversarial_copies_only_the_points_dfal_asked_for(tmp_path, monkeypatch):
+    """--dfal-add-adversarial: the DeepFool copies of dfal's own picks join training with their labels; the
+    cold-start random round's picks get none (far from the boundary, their copy is another class's image)."""
+    from activeadv.acquisition import DFAL
+    from activeadv.simulation import read_point_log
+
+    copied: list[set[int]] = []
+    original = DFAL.adversarial_examples
+
+    def record(self, model, pool, ids):
+        copied.append({int(i) for i in ids})
+        return original(self, model, pool, ids)
+
+    monkeypatch.setattr(DFAL, "adversarial_examples", record)
+    trained_with: list[int] = []
+    import activeadv.training as training
+
+    real_train = training.train
+
+    def counting_train(pool, labeled, labels, cfg, *, extra_x=None, **kw):
+        trained_with.append(0 if extra_x is None else len(extra_x))
+        return real_train(pool, labeled, labels, cfg, extra_x=extra_x, **kw)
+
+    monkeypatch.setattr(training, "train", counting_train)  # Execution.trainer() looks it up per curve
+    out = tmp_path / "run"
+    args = ["simulate", "--dataset", "digits", "--initial", "20", "--query-size", "10", "--budget", "50", "--seeds",
+            "1", "--target-accuracy", "0.5", "--strategies", "dfal", "--dfal-add-adversarial", "--out", str(out),
+            *FAST]
+    assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
+    _, logged = read_point_log(out / "points.jsonl")
+    added = {p.labels: set(p.added) for p, _ in logged}
+    # rounds at 20 (initial), 30 (the random round's picks), 40 and 50 (dfal's picks at 30 and 40 labels)
+    assert copied == [added[40], added[50]]
+    assert trained_with == [0, 0, 10, 20]
