@@ -6,10 +6,12 @@
 Reads each folder's summary.json and curves.csv (written by `activeadv simulate`).  ``--versus S`` prints
 instead, for every other strategy in the folders (S's own curves from the first), the seed-budget points from
 ``--from-labels`` on where S is below it: issue 9's "above random and entropy at every budget, in every seed".
-``--paired S`` prints S's AULC minus each other strategy's, seed by seed: the mean, a 95% CI and an exact
-sign-flip test, so a lead smaller than the seed-to-seed noise reads as a tie.
+``--paired S`` prints S minus each other strategy, seed by seed (AULC, and accuracy and FGSM accuracy at the last
+point): the mean, a 95% CI and an exact sign-flip test, so a lead smaller than the seed-to-seed noise reads as a
+tie.  ``PATH=LABEL`` names a folder's curves, so that two runs of one strategy with other options can be paired.
 
     python scripts/study_table.py --paired dfal docs/results/gpu/study620/*/
+    python scripts/study_table.py --paired copies RUN_WITH_COPIES=copies docs/results/study620-cpu/vat
 """
 
 from __future__ import annotations
@@ -102,25 +104,47 @@ def aulc_by_seed(folders: list[str]) -> None:
         print(f"| {folder} | {name} |" + "".join(f" {by_seed[s]:.4f} |" if s in by_seed else " - |" for s in seeds))
 
 
+def seed_finals(folders: list[str]) -> dict[str, dict[str, dict[int, float]]]:
+    """strategy (``PATH=LABEL`` renames a folder's curves) -> metric -> seed -> value: AULC, and accuracy and FGSM
+    accuracy at the curve's last point.  A seed found in two folders keeps the first folder's."""
+    out: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for spec in folders:
+        folder, _, label = spec.partition("=")
+        curves: dict[tuple[str, int], list[tuple[int, float, str]]] = defaultdict(list)
+        for row in csv.DictReader((Path(folder) / "curves.csv").open()):
+            curves[label or row["strategy"], int(row["seed"])].append(
+                (int(row["labels"]), float(row["accuracy"]), row["fgsm_accuracy"]))
+        for (name, seed), points in curves.items():
+            points.sort()
+            values = {"AULC": aulc([n for n, _, _ in points], [a for _, a, _ in points]), "acc": points[-1][1]}
+            if points[-1][2]:
+                values["FGSM"] = float(points[-1][2])
+            for metric, value in values.items():
+                out[name][metric].setdefault(seed, value)
+    return out
+
+
 def paired(folders: list[str], strategy: str) -> None:
-    """S's AULC minus each other strategy's, seed by seed (the same seed shares its seed labels): whether a lead
-    is larger than the seed-to-seed noise.  Curves of one strategy in several folders (more seeds run later)
-    are pooled; a seed found twice keeps the first folder's."""
-    pooled: dict[str, dict[int, float]] = defaultdict(dict)
-    for (_, name), by_seed in seed_aulcs(folders).items():
-        for seed, value in by_seed.items():
-            pooled[name].setdefault(seed, value)
-    mine = pooled.pop(strategy, {})
+    """S minus each other strategy, seed by seed (the same seed shares its seed labels): whether a lead is larger
+    than the seed-to-seed noise, in AULC and at the curves' last point.  Folders are pooled, so seeds run later
+    add to a study; ``PATH=LABEL`` names a folder's curves (e.g. a run of dfal with other options)."""
+    pooled = seed_finals(folders)
+    mine = pooled.pop(strategy, None)
     if not mine:
         raise SystemExit(f"error: no {strategy} curves in {', '.join(folders)}")
-    print(f"| {strategy} minus | seeds | mean AULC difference | 95% CI (t) | {strategy} ahead in | sign-flip p |")
-    print("|---|---|---|---|---|---|")
-    for other, by_seed in sorted(pooled.items()):
-        d = paired_difference(mine, by_seed)
-        if d is None:
-            continue
-        print(f"| {other} | {d.seeds} | {d.mean:+.4f} | [{d.ci_low:+.4f}, {d.ci_high:+.4f}] | {d.ahead} of {d.seeds} "
-              f"| {d.p_value:.3f} |")
+    print(f"| {strategy} minus | seeds | AULC: mean [95% CI], ahead in, sign-flip p | accuracy at the budget (points) "
+          f"| FGSM accuracy there (points) |")
+    print("|---|---|---|---|---|")
+    for other, metrics in sorted(pooled.items()):
+        cells = []
+        for metric, scale, fmt in (("AULC", 1, "+.4f"), ("acc", 100, "+.2f"), ("FGSM", 100, "+.1f")):
+            d = paired_difference(mine.get(metric, {}), metrics.get(metric, {}))
+            cells.append("-" if d is None else
+                         f"{scale * d.mean:{fmt}} [{scale * d.ci_low:{fmt}}, {scale * d.ci_high:{fmt}}], "
+                         f"{d.ahead} of {d.seeds}, p = {d.p_value:.3f}")
+        seeds = len(set(mine["AULC"]) & set(metrics.get("AULC", {})))
+        if seeds:
+            print(f"| {other} | {seeds} | " + " | ".join(cells) + " |")
 
 
 def versus(folders: list[str], strategy: str, from_labels: int) -> None:
