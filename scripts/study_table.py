@@ -81,16 +81,26 @@ def main(folders: list[str], targets: list[float]) -> None:
                   f"| {timing} |")
 
 
+def curve_points(folder: str, label: str = "") -> dict[tuple[str, int], list[tuple[int, float, str]]]:
+    """(strategy, seed) -> the curve's (labels, accuracy, FGSM accuracy or "") in label order; ``label`` renames
+    every strategy of the folder."""
+    curves: dict[tuple[str, int], list[tuple[int, float, str]]] = defaultdict(list)
+    for row in csv.DictReader((Path(folder) / "curves.csv").open()):
+        curves[label or row["strategy"], int(row["seed"])].append(
+            (int(row["labels"]), float(row["accuracy"]), row["fgsm_accuracy"]))
+    return {key: sorted(points) for key, points in curves.items()}
+
+
+def curve_aulc(points: list[tuple[int, float, str]]) -> float:
+    return aulc([n for n, _, _ in points], [a for _, a, _ in points])
+
+
 def seed_aulcs(folders: list[str]) -> dict[tuple[str, str], dict[int, float]]:
     """(folder, strategy) -> seed -> AULC of that curve."""
     rows: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
     for folder in folders:
-        curves: dict[tuple[str, int], list[tuple[int, float]]] = defaultdict(list)
-        for row in csv.DictReader((Path(folder) / "curves.csv").open()):
-            curves[row["strategy"], int(row["seed"])].append((int(row["labels"]), float(row["accuracy"])))
-        for (name, seed), points in curves.items():
-            points.sort()
-            rows[folder, name][seed] = aulc([n for n, _ in points], [a for _, a in points])
+        for (name, seed), points in curve_points(folder).items():
+            rows[folder, name][seed] = curve_aulc(points)
     return rows
 
 
@@ -110,13 +120,8 @@ def seed_finals(folders: list[str]) -> dict[str, dict[str, dict[int, float]]]:
     out: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for spec in folders:
         folder, _, label = spec.partition("=")
-        curves: dict[tuple[str, int], list[tuple[int, float, str]]] = defaultdict(list)
-        for row in csv.DictReader((Path(folder) / "curves.csv").open()):
-            curves[label or row["strategy"], int(row["seed"])].append(
-                (int(row["labels"]), float(row["accuracy"]), row["fgsm_accuracy"]))
-        for (name, seed), points in curves.items():
-            points.sort()
-            values = {"AULC": aulc([n for n, _, _ in points], [a for _, a, _ in points]), "acc": points[-1][1]}
+        for (name, seed), points in curve_points(folder, label).items():
+            values = {"AULC": curve_aulc(points), "acc": points[-1][1]}
             if points[-1][2]:
                 values["FGSM"] = float(points[-1][2])
             for metric, value in values.items():
