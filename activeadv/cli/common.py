@@ -125,7 +125,8 @@ def eval_options(func):
     """The robustness suite's settings (TrainConfig's ``eval_*``): every command that trains, and `robustness`."""
     options = [
         click.option("--eval-eps", callback=_floats, default="0.05,0.1,0.2,0.3", show_default=True,
-                     help="Robustness suite: the L-inf eps sweep, comma-separated (inputs in [0, 1])."),
+                     help="Robustness suite: the L-inf eps sweep, comma-separated (images in [0, 1]; "
+                          "feature vectors in standard deviations)."),
         click.option("--eval-attacks", callback=_names, default="all", show_default=True,
                      help="Robustness suite: comma-separated attacks of " + ", ".join(EVAL_ATTACKS)
                           + " (fgsm_true = fgsm from the true label, fgsm_pred from the predicted one: label "
@@ -163,7 +164,8 @@ def train_options(func):
                      help="Adversarial regularization; 'll' is the iterative least-likely class attack; 'none' is "
                           "the plain-training ablation."),
         click.option("--epsilon", type=float, default=0.1, show_default=True,
-                     help="L-inf radius of the training perturbation (inputs are in [0, 1])."),
+                     help="L-inf radius of the training perturbation (images are in [0, 1]; feature vectors "
+                          "in standard deviations of each feature)."),
         click.option("--alpha", type=float, default=0.5, show_default=True,
                      help="Weight of the clean loss: alpha*CE(x) + (1-alpha)*CE(x_adv)."),
         click.option("--adv-steps", type=COUNT, default=5, show_default=True, help="Iterations for bim/pgd/ll."),

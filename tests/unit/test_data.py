@@ -64,6 +64,54 @@ def test_npz_with_and_without_labels(tmp_path):
     assert not load_dataset(f"npz:{tmp_path / 'b.npz'}", class_names=["a", "b"]).pool.has_targets
 
 
+def test_npz_feature_vectors_are_standardized_by_the_pool_in_any_units(tmp_path):
+    rng = np.random.default_rng(1)
+    x, x_test = rng.normal(size=(200, 4)), rng.normal(size=(50, 4))
+    x[:, 3] = 7.0  # a constant feature
+    units, offset = np.array([0.01, 1.0, 1000.0, 5.0]), np.array([3.0, -2.0, 1e5, 0.0])
+    np.savez(tmp_path / "one.npz", x=x, y=np.arange(200) % 2, x_test=x_test, y_test=np.arange(50) % 2)
+    np.savez(tmp_path / "other.npz", x=x * units + offset, y=np.arange(200) % 2,
+             x_test=x_test * units + offset, y_test=np.arange(50) % 2)
+    one, other = load_dataset(f"npz:{tmp_path / 'one.npz'}"), load_dataset(f"npz:{tmp_path / 'other.npz'}")
+    pool = other.pool.load(other.pool.ids).numpy()
+    np.testing.assert_allclose(pool[:, :3].mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(pool[:, :3].std(0), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(pool[:, 3], 0.0)  # centred, scale 1: no division by zero
+    # the test split is put in the pool's units (not its own), and the units the file used do not matter (but for a
+    # feature constant over the pool: it has no spread to measure them by)
+    expected = (x_test[:, :3] - x[:, :3].mean(0)) / x[:, :3].std(0)
+    np.testing.assert_allclose(other.test.load(other.test.ids).numpy()[:, :3], expected, atol=1e-3)
+    np.testing.assert_allclose(other.test.load(other.test.ids).numpy()[:, :3],
+                               one.test.load(one.test.ids).numpy()[:, :3], atol=1e-3)
+    assert other.pool.fingerprint(5) != one.pool.fingerprint(5)  # fingerprints read the stored values
+
+
+def test_npz_file_can_set_its_own_feature_units(tmp_path):
+    x = np.random.default_rng(2).random((20, 3)).astype(np.float32)
+    np.savez(tmp_path / "kept.npz", x=x, y=np.arange(20) % 2, feature_scale=np.ones(3))
+    kept = load_dataset(f"npz:{tmp_path / 'kept.npz'}").pool
+    np.testing.assert_array_equal(kept.load(kept.ids).numpy(), x)  # as stored
+    np.savez(tmp_path / "set.npz", x=x, y=np.arange(20) % 2, feature_scale=[2.0, 4.0, 8.0], feature_center=[1, 0, 0])
+    given = load_dataset(f"npz:{tmp_path / 'set.npz'}").pool
+    np.testing.assert_allclose(given.load(given.ids).numpy(), (x - [1, 0, 0]) / [2.0, 4.0, 8.0], rtol=1e-6)
+    for bad in ([1.0, 0.0, 1.0], [1.0, 1.0]):
+        np.savez(tmp_path / "bad.npz", x=x, y=np.arange(20) % 2, feature_scale=bad)
+        with pytest.raises(DataError, match="feature_scale"):
+            load_dataset(f"npz:{tmp_path / 'bad.npz'}")
+
+
+def test_npz_feature_problems_are_data_errors(tmp_path):
+    x = np.ones((6, 3))
+    x[2, 1] = np.inf
+    np.savez(tmp_path / "inf.npz", x=x, y=np.arange(6) % 2)
+    with pytest.raises(DataError, match="NaN or infinite"):
+        load_dataset(f"npz:{tmp_path / 'inf.npz'}")
+    np.savez(tmp_path / "mismatch.npz", x=np.ones((6, 3)), y=np.arange(6) % 2, x_test=np.ones((2, 4)),
+             y_test=np.array([0, 1]))
+    with pytest.raises(DataError, match="3 features does not fit"):
+        load_dataset(f"npz:{tmp_path / 'mismatch.npz'}")
+
+
 def test_image_folder_by_class_skips_corrupt_images(tmp_path, caplog):
     for cls in ("cat", "dog"):
         (tmp_path / cls).mkdir()
