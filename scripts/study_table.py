@@ -8,7 +8,8 @@ instead, for every other strategy in the folders (S's own curves from the first)
 ``--from-labels`` on where S is below it: issue 9's "above random and entropy at every budget, in every seed".
 ``--paired S`` prints S minus each other strategy, seed by seed (AULC, and accuracy and FGSM accuracy at the last
 point): the mean, a 95% CI and an exact sign-flip test, so a lead smaller than the seed-to-seed noise reads as a
-tie.  ``PATH=LABEL`` names a folder's curves, so that two runs of one strategy with other options can be paired.
+tie.  ``PATH=LABEL`` names a folder's curves, so that two runs of one strategy with other options can be paired;
+``PATH=@TAG`` keeps each strategy's name and adds ``@TAG`` (the same strategies run on other inputs or settings).
 
     python scripts/study_table.py --paired dfal docs/results/gpu/study620/*/
     python scripts/study_table.py --paired copies RUN_WITH_COPIES=copies docs/results/study620-cpu/vat
@@ -83,10 +84,11 @@ def main(folders: list[str], targets: list[float]) -> None:
 
 def curve_points(folder: str, label: str = "") -> dict[tuple[str, int], list[tuple[int, float, str]]]:
     """(strategy, seed) -> the curve's (labels, accuracy, FGSM accuracy or "") in label order; ``label`` renames
-    every strategy of the folder."""
+    every strategy of the folder, or tags each one when it starts with ``@`` (``margin@raw``)."""
     curves: dict[tuple[str, int], list[tuple[int, float, str]]] = defaultdict(list)
     for row in csv.DictReader((Path(folder) / "curves.csv").open()):
-        curves[label or row["strategy"], int(row["seed"])].append(
+        name = row["strategy"] + label if label.startswith("@") else label or row["strategy"]
+        curves[name, int(row["seed"])].append(
             (int(row["labels"]), float(row["accuracy"]), row["fgsm_accuracy"]))
     return {key: sorted(points) for key, points in curves.items()}
 
