@@ -3,10 +3,11 @@
 A ``Pool`` maps stable item ids to inputs: images as ``(C, H, W)`` float32 in
 [0, 1], feature vectors as ``(D,)`` float32 standardized by the pool's own
 per-feature mean and standard deviation (``FeatureScaling``).  Nothing outside
-this module knows whether the pixels live in memory (built-in ``digits``, IDX, ``.npz``) or are decoded from
-an image folder on demand; callers ask for ``load(ids)`` or make a pass with
-``stream(pool, ids, batch_size)`` (``Pool.batches`` on a device, with a
-progress bar) so that memory stays bounded however large the pool is.
+this module knows whether the pixels live in memory (built-in ``digits``, IDX,
+``.npz``) or are decoded from an image folder on demand; callers ask for
+``load(ids)`` or make a pass with ``stream(pool, ids, batch_size)``
+(``Pool.batches`` on a device, with a progress bar) so that memory stays
+bounded however large the pool is.
 ``chunks(seq, size)`` is the one slicing loop behind both (and behind the
 network's row slices).
 
