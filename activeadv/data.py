@@ -236,6 +236,14 @@ class FeatureScaling:
 
     center: np.ndarray  # (D,) float32
     scale: np.ndarray  # (D,) float32, > 0
+    source: str = "pool"  # "pool": fitted on it; "file": the file's feature_scale / feature_center
+
+    def describe(self) -> str:
+        """One line for people: what happens to their values (``init`` prints it)."""
+        if self.source == "file":
+            return f"{len(self.scale)} features, in the units the file sets (feature_scale, feature_center)"
+        return (f"{len(self.scale)} features, each standardized by the pool's mean and standard deviation "
+                "(to keep the stored values, save feature_scale=ones in the .npz)")
 
     @classmethod
     def fit(cls, array: np.ndarray, rows: int = 65536) -> FeatureScaling:
@@ -534,7 +542,7 @@ def _feature_scaling(path: Path, arrays: Any, x: np.ndarray) -> FeatureScaling:
         raise DataError(f"{path}: feature_scale and feature_center need {x.shape[1]} values, one a feature")
     if not (np.isfinite(scale).all() and np.isfinite(center).all() and (scale > 0).all()):
         raise DataError(f"{path}: feature_scale must be finite and > 0, feature_center finite")
-    return FeatureScaling(center, scale)
+    return FeatureScaling(center, scale, source="file")
 
 
 def _scan_images(root: Path) -> list[str]:

@@ -34,6 +34,7 @@ class InitResult:
     registered: dict[str, RegisterResult]
     schema_created: bool
     linked_to: str | None  # the Label Studio URL when ``init --label-studio`` linked it
+    feature_scaling: str | None = None  # feature vectors: what is done to their values (None for images)
 
 
 def init_project(ws: Workspace, name: str, dataset: str, *, classes: list[str] | None = None,
@@ -88,8 +89,9 @@ def init_project(ws: Workspace, name: str, dataset: str, *, classes: list[str] |
             project = link_project(store, project, client, files_root=root, pool=data.pool)
     finally:
         store.close()
+    scaling = getattr(data.pool, "scaling", None)
     return InitResult(project, existing is None, registered, schema_created,
-                      None if client is None else client.url)
+                      None if client is None else client.url, None if scaling is None else scaling.describe())
 
 
 # ---------------------------------------------------------------------- schema

@@ -84,6 +84,8 @@ def init_command(ctx: click.Context, name: str, dataset: str, classes: str | Non
     parts = [f"{split} {len(r.ids)} items (+{r.added} new" + (f", {r.renamed} renamed" if r.renamed else "") + ")"
              for split, r in res.registered.items()]
     click.echo(f"{verb} project '{name}' ({dataset}, {len(res.project.class_names)} classes): " + ", ".join(parts))
+    if res.feature_scaling is not None:
+        click.echo(f"inputs: {res.feature_scaling}")
     if res.linked_to is not None:
         click.echo(f"linked to Label Studio project {res.project.ls_project_id} at {res.linked_to}")
 

@@ -273,6 +273,29 @@ def test_manual_workflow_without_an_annotation_server(tmp_path, sqlite_url):
     assert json.loads(invoke("status", "--db", sqlite_url, "--json").output)["pending"] == 7
 
 
+def test_feature_vector_projects_say_how_their_values_are_scaled_and_run_rounds(tmp_path, sqlite_url):
+    """npz (N, D) features in wildly different units: init says they are standardized, and rounds train on them."""
+    rng = np.random.default_rng(0)
+    y, y_test = np.arange(90) % 3, np.arange(30) % 3
+    units = np.array([1e-3, 1.0, 1e4])
+
+    def features(labels: np.ndarray) -> np.ndarray:
+        return (np.eye(3)[labels] * 2 + rng.normal(0, 0.3, (len(labels), 3))) * units
+
+    np.savez(tmp_path / "f.npz", x=features(y), y=y, x_test=features(y_test), y_test=y_test)
+    out = invoke("init", "f", "--dataset", f"npz:{tmp_path / 'f.npz'}", "--db", sqlite_url, "-q", *FAST).output
+    assert "inputs: 3 features, each standardized by the pool's mean and standard deviation" in out
+    invoke("round", "--db", sqlite_url, "--oracle", "simulated", "--query-size", "9", "-q")
+    result = json.loads(invoke("round", "--db", sqlite_url, "--oracle", "simulated", "--query-size", "6",
+                               "--json", "-q").output)
+    assert result["labels_used"] == 9 and result["accuracy"] is not None
+    np.savez(tmp_path / "kept.npz", x=features(y), y=y, feature_scale=np.ones(3))
+    out = invoke("init", "kept", "--dataset", f"npz:{tmp_path / 'kept.npz'}", "--db", sqlite_url, "-q").output
+    assert "inputs: 3 features, in the units the file sets" in out
+    out = invoke("init", "img", "--dataset", f"npz:{make_npz(tmp_path / 'img.npz')}", "--db", sqlite_url, "-q").output
+    assert "created project 'img'" in out and "inputs:" not in out  # images are not rescaled
+
+
 def test_rounds_record_agreement_status_shows_the_stopping_rule_and_run_stops_when_stable(project, tmp_path):
     """Each trained round stores kappa with the previous model; `run --until-stable` starts no round past it.
 
