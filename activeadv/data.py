@@ -31,7 +31,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -80,6 +80,8 @@ class Pool:
     Subclasses implement ``_load_positions`` (positions are private) and
     ``_raw_bytes``; the public API only speaks item ids.
     """
+
+    scaling: FeatureScaling | None = None  # feature vectors: how their stored values become inputs (ArrayPool)
 
     def __init__(
         self,
@@ -225,9 +227,9 @@ class FeatureScaling:
     stayed at 66% with 200 labels whatever the strategy (93-98% standardized),
     and one ``--epsilon`` meant a hundredth of a standard deviation for one
     feature and a hundred for another; breast-cancer's 30 measurements gain
-    0.019 AULC (docs/results.md, "Feature vectors").  Standardized, every feature is in units of its own
-    spread over the pool, so training, DeepFool distances and every attack's
-    radius mean the same whatever the units.  Fitted on the pool (labels are
+    0.019 AULC (docs/results.md, "Feature vectors").  Standardized, every
+    feature is in units of its own spread over the pool, so training, DeepFool
+    distances and every attack's radius mean the same whatever the units.  Fitted on the pool (labels are
     not used, so every item counts) and reused for the test split; a constant
     feature keeps scale 1.  A pure function of the pool's array, so a project
     reopened later (or a Ray worker) computes the same scaling.  A file that
@@ -236,7 +238,7 @@ class FeatureScaling:
 
     center: np.ndarray  # (D,) float32
     scale: np.ndarray  # (D,) float32, > 0
-    source: str = "pool"  # "pool": fitted on it; "file": the file's feature_scale / feature_center
+    source: Literal["pool", "file"] = "pool"  # fitted on the pool, or the file's feature_scale / feature_center
 
     def describe(self) -> str:
         """One line for people: what happens to their values (``init`` prints it)."""
@@ -530,8 +532,8 @@ def _feature_scaling(path: Path, arrays: Any, x: np.ndarray) -> FeatureScaling:
 
     Why a way out: when every feature already has one unit (pixels written as
     features), dividing a nearly constant feature by its tiny spread turns
-    noise into a large input; on 8x8 digits as 64 features that cost 2-3
-    points at 40-100 labels.  ``feature_scale = ones`` keeps the values as stored.
+    noise into a large input; on 8x8 digits as 64 features that cost 0.015
+    AULC (docs/results.md).  ``feature_scale = ones`` keeps the values as stored.
     """
     if "feature_scale" not in arrays.files:
         return FeatureScaling.fit(x)

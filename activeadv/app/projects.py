@@ -89,7 +89,7 @@ def init_project(ws: Workspace, name: str, dataset: str, *, classes: list[str] |
             project = link_project(store, project, client, files_root=root, pool=data.pool)
     finally:
         store.close()
-    scaling = getattr(data.pool, "scaling", None)
+    scaling = data.pool.scaling
     return InitResult(project, existing is None, registered, schema_created,
                       None if client is None else client.url, None if scaling is None else scaling.describe())
 
